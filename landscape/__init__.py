@@ -1,0 +1,47 @@
+"""The attention landscape of Kim & Suzuki (ICML 2024) on particle measures.
+
+Data flows one way: measure → problem (teacher, law, expectation backend) → landscape
+(losses, first variation, velocity) → operators and solvers → verdicts → reports.
+
+Example:
+    >>> import numpy as np
+    >>> from landscape import AttentionLandscape, ExactGaussianExpectation, ParticleMeasure, Teacher, get_activation
+    >>> teacher = Teacher(np.eye(2), np.eye(3)[:2], "erf")
+    >>> landscape = AttentionLandscape(teacher, ExactGaussianExpectation(teacher, get_activation("erf")))
+    >>> round(landscape.evaluate(ParticleMeasure(np.eye(2), np.eye(3)[:2])).loss, 12)
+    0.0
+"""
+
+from .activations import Activation, get_activation
+from .attention import LinearSelfAttention, simulate_risk
+from .config import ProblemSpec, load_problem, parse_problem
+from .expectations import ExactGaussianExpectation, SampledExpectation
+from .kernels import HermiteQuadrature, gaussian_kernel
+from .laws import EmpiricalLaw, GaussianLaw, SphereLaw
+from .measure import ParticleMeasure
+from .problem import AttentionLandscape, Evaluation, SingularMomentError
+from .teacher import Teacher
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "AttentionLandscape",
+    "EmpiricalLaw",
+    "Evaluation",
+    "ExactGaussianExpectation",
+    "GaussianLaw",
+    "HermiteQuadrature",
+    "LinearSelfAttention",
+    "ParticleMeasure",
+    "ProblemSpec",
+    "SampledExpectation",
+    "SingularMomentError",
+    "SphereLaw",
+    "Teacher",
+    "gaussian_kernel",
+    "get_activation",
+    "load_problem",
+    "parse_problem",
+    "simulate_risk",
+]

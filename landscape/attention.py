@@ -1,0 +1,121 @@
+r"""A real linear self-attention layer on sampled prompts (THEORY.md §2).
+
+The embedding of a prompt ``(x_1, y_1), …, (x_N, y_N)`` and query ``x_q`` is
+
+    Z = [h(x_1) … h(x_N) h(x_q); y_1 … y_N 0] ∈ R^{(k+1)×(N+1)},
+
+and one linear self-attention layer maps ``Z ↦ Z + W^{PV} Z M (Zᵀ W^{KQ} Z) / N`` with
+``M = diag(1, …, 1, 0)`` (the query is not a key). Its bottom-right entry is the
+prediction. With ``W^{PV} = e_{k+1} e_{k+1}ᵀ`` and the top-left block of ``W^{KQ}`` equal
+to ``Γᵀ`` it is ``h(x_q)ᵀ Γ S``, ``S = (1/N) Σ y_n h(x_n)``: the read-out of the landscape.
+:func:`simulate_risk` measures ``½ E[(y_q − ŷ)²]`` by sampling and returns it with its
+standard error, to compare with ``L(µ, Γ)`` and ``L_N(µ)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .activations import Activation
+from .laws import InputLaw, as_tensor
+from .measure import ParticleMeasure
+from .teacher import Teacher
+
+__all__ = ["LinearSelfAttention", "embed_prompts", "simulate_risk", "SimulatedRisk"]
+
+
+class LinearSelfAttention(nn.Module):
+    """One linear self-attention layer with parameters ``W^{KQ}``, ``W^{PV}`` of shape (k+1, k+1)."""
+
+    def __init__(self, features: int, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        size = features + 1
+        self.w_kq = nn.Parameter(torch.zeros(size, size, dtype=dtype))
+        self.w_pv = nn.Parameter(torch.zeros(size, size, dtype=dtype))
+
+    @classmethod
+    def from_gamma(cls, gamma: torch.Tensor) -> "LinearSelfAttention":
+        """The layer whose prediction is ``h_qᵀ Γ S`` (``gamma`` of shape (k, k))."""
+        k = gamma.shape[0]
+        layer = cls(k, dtype=gamma.dtype)
+        with torch.no_grad():
+            layer.w_kq[:k, :k] = gamma.T
+            layer.w_pv[k, k] = 1.0
+        return layer
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z``: (B, k+1, N+1) embeddings; returns the layer's output of the same shape."""
+        prompt_length = z.shape[-1] - 1
+        keys = z[..., :prompt_length]
+        scores = keys.transpose(-1, -2) @ self.w_kq @ z  # (B, N, N+1)
+        return z + self.w_pv @ keys @ scores / prompt_length
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        """Bottom-right entry of the output: the prediction ``ŷ`` for each prompt, shape (B,)."""
+        return self.forward(z)[..., -1, -1]
+
+
+def embed_prompts(h_prompt: torch.Tensor, y_prompt: torch.Tensor, h_query: torch.Tensor) -> torch.Tensor:
+    """Embedding ``Z``: ``h_prompt`` (B, N, k), ``y_prompt`` (B, N), ``h_query`` (B, k) → (B, k+1, N+1)."""
+    top = torch.cat([h_prompt, h_query[:, None, :]], dim=1).transpose(1, 2)
+    bottom = torch.cat([y_prompt, torch.zeros_like(y_prompt[:, :1])], dim=1)[:, None, :]
+    return torch.cat([top, bottom], dim=1)
+
+
+@dataclass(frozen=True)
+class SimulatedRisk:
+    """``½ mean((y_q − ŷ)²)`` over sampled prompts, with its standard error and count."""
+
+    risk: float
+    stderr: float
+    prompts: int
+
+
+def simulate_risk(
+    layer: LinearSelfAttention,
+    measure: ParticleMeasure,
+    teacher: Teacher,
+    activation: Activation,
+    law: InputLaw,
+    prompt_length: int,
+    noise: float = 0.0,
+    prompts: int = 20_000,
+    batch: int = 2_000,
+    seed: int = 0,
+    bias: bool = False,
+) -> SimulatedRisk:
+    """Empirical in-context risk of ``layer`` on freshly sampled tasks and prompts.
+
+    Each prompt draws ``β ~ N(0, I_{k°})``, ``N + 1`` inputs from ``law`` and labels
+    ``y = β·f°(x) + ε``, ``ε ~ N(0, τ²)``; the query's label is hidden from the layer.
+
+    Raises:
+        ValueError: if ``prompt_length`` or ``prompts`` is not a positive integer.
+    """
+    if not (isinstance(prompt_length, int) and prompt_length >= 1):
+        raise ValueError(f"simulation needs a finite integer prompt_length ≥ 1, got {prompt_length!r}.")
+    if not (isinstance(prompts, int) and prompts >= 2 and batch >= 1):
+        raise ValueError(f"simulation needs prompts ≥ 2 and batch ≥ 1, got {prompts!r}, {batch!r}.")
+    dtype = layer.w_kq.dtype
+    a, w, p = measure.tensors(dtype)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for start in range(0, prompts, batch):
+        size = min(batch, prompts - start)
+        x = as_tensor(law.sample(size * (prompt_length + 1), int(rng.integers(2**63))), dtype, "cpu")
+        xb = torch.cat([x, torch.ones_like(x[:, :1])], dim=1) if bias else x
+        h = (activation(xb @ w.T) @ (p[:, None] * a)).reshape(size, prompt_length + 1, -1)
+        f = teacher(x).reshape(size, prompt_length + 1, -1)
+        beta = torch.as_tensor(rng.standard_normal((size, teacher.features)), dtype=dtype)
+        eps = torch.as_tensor(rng.standard_normal((size, prompt_length + 1)), dtype=dtype) * noise
+        y = (f * beta[:, None, :]).sum(-1) + eps
+        z = embed_prompts(h[:, :-1], y[:, :-1], h[:, -1])
+        with torch.no_grad():
+            y_hat = layer.predict(z)
+        losses.append(0.5 * (y[:, -1] - y_hat) ** 2)
+    values = torch.cat(losses)
+    return SimulatedRisk(float(values.mean()), float(values.std() / values.numel() ** 0.5), values.numel())

@@ -1,0 +1,305 @@
+"""The problem file (TOML) → a validated :class:`ProblemSpec` → an :class:`AttentionLandscape`.
+
+Tables and keys (see README, "The problem file")::
+
+    [input]       law = "gaussian" | "sphere" | "empirical";  dim = d;  data = "x.npy"
+    [teacher]     activation = "erf";  c = [[...]];  u = [[...]]   (or file = "teacher.npz")
+    [model]       activation = "erf";  features = k;  bias = false
+    [task]        noise = τ;  prompt_length = "inf" | N;  loss_star = value
+    [expectation] method = "exact" | "monte_carlo" | "empirical";  samples = n;  seed = s;
+                  hermite_order = T;  hermite_step = h;  fourth_moment_samples = n4;
+                  singular_rtol = r
+
+The tables ``[init]``, ``[dynamics]`` and ``[analysis]`` belong to other commands; they are
+accepted here and handed on untouched. Every other table or key is an error that names it.
+Relative paths resolve from the TOML file's folder.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .activations import Activation, get_activation
+from .expectations import DEFAULT_FOURTH_MOMENT_SAMPLES, ExactGaussianExpectation, SampledExpectation
+from .io import load_npz
+from .kernels import HermiteQuadrature
+from .laws import EmpiricalLaw, GaussianLaw, InputLaw, SphereLaw
+from .problem import DEFAULT_SINGULAR_RTOL, AttentionLandscape
+from .teacher import Teacher
+
+__all__ = ["ProblemSpec", "load_problem", "parse_problem", "DEFAULT_MC_SAMPLES"]
+
+#: default sample size of the Monte Carlo backend.
+DEFAULT_MC_SAMPLES = 100_000
+
+KNOWN_KEYS: dict[str, set[str]] = {
+    "input": {"law", "dim", "data"},
+    "teacher": {"activation", "c", "u", "file"},
+    "model": {"activation", "features", "bias"},
+    "task": {"noise", "prompt_length", "loss_star"},
+    "expectation": {
+        "method",
+        "samples",
+        "seed",
+        "hermite_order",
+        "hermite_step",
+        "fourth_moment_samples",
+        "singular_rtol",
+    },
+}
+#: tables that other commands define; every command accepts them.
+COMMAND_TABLES = ("init", "dynamics", "analysis")
+
+
+@dataclass(frozen=True, eq=False)
+class ProblemSpec:
+    """A parsed problem file.
+
+    Attributes:
+        law: the input law; teacher: the teacher network; activation: the student's σ.
+        features: ``k``; bias: student bias column; noise: ``τ``; prompt_length: ``N``.
+        loss_star: stated minimum or None; method: ``"exact"`` or ``"monte_carlo"``.
+        samples: Monte Carlo sample size (None: all rows of an empirical law).
+        seed: sample seed; quadrature: Mehler-series rule; fourth_samples: ``Q_µ`` sample size.
+        singular_rtol: singularity threshold of Σ_µµ.
+        tables: the raw ``[init]``, ``[dynamics]``, ``[analysis]`` tables.
+        source: the file it came from, if any.
+    """
+
+    law: InputLaw
+    teacher: Teacher
+    activation: Activation
+    features: int
+    bias: bool = False
+    noise: float = 0.0
+    prompt_length: float = math.inf
+    loss_star: float | None = None
+    method: str = "exact"
+    samples: int | None = DEFAULT_MC_SAMPLES
+    seed: int = 0
+    quadrature: HermiteQuadrature = field(default_factory=HermiteQuadrature)
+    fourth_samples: int = DEFAULT_FOURTH_MOMENT_SAMPLES
+    singular_rtol: float = DEFAULT_SINGULAR_RTOL
+    tables: dict = field(default_factory=dict)
+    source: Path | None = None
+
+    def expectation(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
+        """The expectation backend this spec asks for."""
+        if self.method == "exact":
+            return ExactGaussianExpectation(
+                self.teacher, self.activation, self.bias, self.quadrature, self.fourth_samples, self.seed, dtype, device
+            )
+        x = self.law.sample(self.samples, self.seed)
+        return SampledExpectation(self.teacher, self.activation, x, self.bias, dtype=dtype, device=device)
+
+    def landscape(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> AttentionLandscape:
+        """The attention landscape of this problem."""
+        return AttentionLandscape(
+            self.teacher,
+            self.expectation(dtype, device),
+            noise=self.noise,
+            prompt_length=self.prompt_length,
+            singular_rtol=self.singular_rtol,
+            loss_star=self.loss_star,
+        )
+
+
+def load_problem(path: str | Path) -> ProblemSpec:
+    """Read and validate a problem file.
+
+    Raises:
+        ValueError: one message naming the file and the offending table or key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"problem file {str(path)!r} does not exist.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"problem file {str(path)!r} is not valid TOML: {err}.") from None
+    return parse_problem(raw, base=path.parent, source=path)
+
+
+def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | None = None) -> ProblemSpec:
+    """Validate a problem given as a dict (the parsed TOML). See :func:`load_problem`."""
+    for table, value in raw.items():
+        if table in COMMAND_TABLES:
+            if not isinstance(value, dict):
+                raise ValueError(f"[{table}] must be a table.")
+            continue
+        if table not in KNOWN_KEYS:
+            raise ValueError(f"unknown table [{table}] in the problem file.")
+        if not isinstance(value, dict):
+            raise ValueError(f"[{table}] must be a table, got {type(value).__name__}.")
+        unknown = sorted(set(value) - KNOWN_KEYS[table])
+        if unknown:
+            raise ValueError(f"unknown key(s) in [{table}]: {', '.join(unknown)}.")
+    if "teacher" not in raw:
+        raise ValueError("the problem file needs a [teacher] table.")
+    inp, tea, mod = raw.get("input", {}), raw["teacher"], raw.get("model", {})
+    task, exp = raw.get("task", {}), raw.get("expectation", {})
+
+    teacher_activation = _activation(tea, "teacher")
+    c, u = _teacher_arrays(tea, base)
+    teacher = Teacher(c, u, teacher_activation)
+    dim = _integer(inp, "input", "dim", teacher.dim, minimum=1)
+    if dim != teacher.dim:
+        raise ValueError(f"[input] dim = {dim} but the teacher's u has {teacher.dim} columns.")
+    law = _law(inp, dim, base)
+
+    activation = _activation(mod, "model", default=teacher_activation)
+    features = _integer(mod, "model", "features", teacher.features, minimum=1)
+    bias = _boolean(mod, "model", "bias", False)
+
+    noise = _number(task, "task", "noise", 0.0, minimum=0.0)
+    prompt_length = _prompt_length(task)
+    loss_star = _number(task, "task", "loss_star", None)
+
+    method = _choice(exp, "expectation", "method", ("exact", "monte_carlo", "empirical"), "exact" if law.name == "gaussian" else "monte_carlo")
+    if method == "exact" and law.name != "gaussian":
+        raise ValueError(f"[expectation] method = \"exact\" needs law = \"gaussian\", got law = \"{law.name}\".")
+    if method == "empirical" and law.name != "empirical":
+        raise ValueError(f"[expectation] method = \"empirical\" needs law = \"empirical\", got law = \"{law.name}\".")
+    default_samples = None if law.name == "empirical" else DEFAULT_MC_SAMPLES
+    samples = _integer(exp, "expectation", "samples", default_samples, minimum=1)
+    if method == "empirical":
+        method, samples = "monte_carlo", None
+    seed = _integer(exp, "expectation", "seed", 0, minimum=0)
+    order = _integer(exp, "expectation", "hermite_order", HermiteQuadrature.order, minimum=1)
+    step = _number(exp, "expectation", "hermite_step", HermiteQuadrature.step, minimum=1e-6)
+    fourth = _integer(exp, "expectation", "fourth_moment_samples", DEFAULT_FOURTH_MOMENT_SAMPLES, minimum=1)
+    rtol = _number(exp, "expectation", "singular_rtol", DEFAULT_SINGULAR_RTOL, minimum=0.0)
+    if not 0 < rtol < 1:
+        raise ValueError(f"[expectation] singular_rtol must lie in (0, 1), got {rtol}.")
+    return ProblemSpec(
+        law=law,
+        teacher=teacher,
+        activation=activation,
+        features=features,
+        bias=bias,
+        noise=noise,
+        prompt_length=prompt_length,
+        loss_star=loss_star,
+        method=method,
+        samples=samples,
+        seed=seed,
+        quadrature=HermiteQuadrature(order, step),
+        fourth_samples=fourth,
+        singular_rtol=rtol,
+        tables={name: dict(raw[name]) for name in COMMAND_TABLES if name in raw},
+        source=source,
+    )
+
+
+# --------------------------------------------------------------------- helpers
+def _activation(table: dict, name: str, default: Activation | None = None) -> Activation:
+    value = table.get("activation")
+    if value is None:
+        if default is None:
+            return get_activation("erf")
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"[{name}] activation must be a string, got {value!r}.")
+    try:
+        return get_activation(value)
+    except ValueError as err:
+        raise ValueError(f"[{name}] {err}") from None
+
+
+def _teacher_arrays(table: dict, base: Path) -> tuple[np.ndarray, np.ndarray]:
+    if "file" in table:
+        if "c" in table or "u" in table:
+            raise ValueError("[teacher] gives both file and c/u; use one.")
+        if not isinstance(table["file"], str):
+            raise ValueError(f"[teacher] file must be a path string, got {table['file']!r}.")
+        arrays = load_npz(base / table["file"], required=("c", "u"), what="teacher")
+        return arrays["c"], arrays["u"]
+    missing = [key for key in ("c", "u") if key not in table]
+    if missing:
+        raise ValueError(f"[teacher] needs c and u (or file); missing {', '.join(missing)}.")
+    return _matrix(table["c"], "[teacher] c"), _matrix(table["u"], "[teacher] u")
+
+
+def _matrix(value: Any, name: str) -> np.ndarray:
+    if not isinstance(value, list) or not value or not all(isinstance(row, list) for row in value):
+        raise ValueError(f"{name} must be a non-empty list of lists of numbers.")
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) for row in value for x in row):
+        raise ValueError(f"{name} must hold numbers only.")
+    if len({len(row) for row in value}) != 1 or not value[0]:
+        raise ValueError(f"{name} must be rectangular with at least one column.")
+    arr = np.array(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has NaN or infinite values.")
+    return arr
+
+
+def _law(table: dict, dim: int, base: Path) -> InputLaw:
+    law = _choice(table, "input", "law", ("gaussian", "sphere", "empirical"), "gaussian")
+    if law != "empirical":
+        if "data" in table:
+            raise ValueError(f"[input] data is only used with law = \"empirical\", got law = \"{law}\".")
+        return GaussianLaw(dim) if law == "gaussian" else SphereLaw(dim)
+    if not isinstance(table.get("data"), str):
+        raise ValueError("[input] law = \"empirical\" needs data = \"path/to/x.npy\".")
+    path = base / table["data"]
+    if not path.is_file():
+        raise ValueError(f"[input] data file {str(path)!r} does not exist.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"[input] data file {str(path)!r} cannot be read without pickle ({err}).") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"[input] data file {str(path)!r} is not a valid .npy file ({err}).") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
+        raise ValueError(f"[input] data file {str(path)!r} must hold a numeric .npy array.")
+    return EmpiricalLaw(dim, data)
+
+
+def _choice(table: dict, name: str, key: str, options: tuple[str, ...], default: str) -> str:
+    value = table.get(key, default)
+    if value not in options:
+        raise ValueError(f"[{name}] {key} must be one of {', '.join(map(repr, options))}, got {value!r}.")
+    return value
+
+
+def _integer(table: dict, name: str, key: str, default, minimum: int):
+    value = table.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"[{name}] {key} must be an integer ≥ {minimum}, got {value!r}.")
+    return value
+
+
+def _number(table: dict, name: str, key: str, default, minimum: float | None = None):
+    value = table.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"[{name}] {key} must be a finite number, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"[{name}] {key} must be ≥ {minimum:g}, got {value!r}.")
+    return float(value)
+
+
+def _boolean(table: dict, name: str, key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"[{name}] {key} must be true or false, got {value!r}.")
+    return value
+
+
+def _prompt_length(table: dict) -> float:
+    value = table.get("prompt_length", "inf")
+    if value == "inf":
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"[task] prompt_length must be \"inf\" or an integer ≥ 1, got {value!r}.")
+    return value

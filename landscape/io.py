@@ -1,0 +1,105 @@
+"""File input and output: atomic writes and pickle-free ``.npz`` reading.
+
+Every write goes to a temporary file in the destination folder and is renamed over the
+target, so a reader never sees a partial file and a crash never destroys the old one.
+Every read turns a malformed file into a ``ValueError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "save_npz", "load_npz", "write_json"]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically; NaN and infinities are refused."""
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Save arrays as an uncompressed ``.npz``, atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_npz(
+    path: str | os.PathLike,
+    required: Iterable[str],
+    optional: Iterable[str] = (),
+    what: str = "file",
+) -> dict[str, np.ndarray]:
+    """Read named numeric arrays from an ``.npz`` file without unpickling anything.
+
+    Args:
+        path: the file.
+        required: array names that must be present.
+        optional: array names read when present.
+        what: what the file is, for error messages ("measure", "probes", ...).
+
+    Returns:
+        dict from name to float64 array.
+
+    Raises:
+        ValueError: missing or unreadable file, pickled (object) arrays, missing arrays,
+            non-numeric or non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} file {str(path)!r} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            missing = [name for name in required if name not in names]
+            if missing:
+                raise ValueError(f"{what} file {str(path)!r} lacks array(s) {', '.join(missing)}.")
+            wanted = [*required, *(name for name in optional if name in names)]
+            raw = {name: npz[name] for name in wanted}
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise ValueError(f"{what} file {str(path)!r} holds pickled (object) arrays, which are refused.") from None
+        if str(err).startswith(what):
+            raise
+        raise ValueError(f"{what} file {str(path)!r} is not a valid .npz archive ({err}).") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(f"{what} file {str(path)!r} is not a valid .npz archive ({type(err).__name__}).") from None
+    out = {}
+    for name, value in raw.items():
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"array {name!r} in {what} file {str(path)!r} is not numeric (dtype {value.dtype}).")
+        value = value.astype(np.float64)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"array {name!r} in {what} file {str(path)!r} has NaN or infinite values.")
+        out[name] = value
+    return out
