@@ -1,0 +1,62 @@
+"""Hessian-vector products against the dense ``torch.func.hessian`` (THEORY.md §7)."""
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.hessian import gradient, hessian_vector_product
+from landscape.measure import ParticleMeasure
+from landscape.references import dense_hessian, orthogonal_teacher_landscape
+
+
+def _random_measure(m, k, d, seed, uniform=True):
+    rng = np.random.default_rng(seed)
+    p = None if uniform else rng.dirichlet(np.ones(m))
+    return ParticleMeasure(rng.standard_normal((m, k)), 0.7 * rng.standard_normal((m, d)), p)
+
+
+@pytest.mark.parametrize("m,k,d,uniform", [(3, 2, 4, True), (5, 3, 4, False), (8, 3, 5, True)])
+def test_hvp_matches_dense_hessian(m, k, d, uniform):
+    """∇²F·V by forward-over-reverse equals the dense Hessian times V, batched or single."""
+    landscape = orthogonal_teacher_landscape(features=k, dim=d)
+    mu = _random_measure(m, k, d, seed=m, uniform=uniform)
+    h = dense_hessian(landscape, mu)
+    hvp = hessian_vector_product(landscape, mu)
+    v = torch.randn(hvp.size, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    scale = h.abs().max()
+    torch.testing.assert_close(hvp(v), h @ v, rtol=0, atol=1e-12 * scale)
+    torch.testing.assert_close(hvp(v[:, 2]), h @ v[:, 2], rtol=0, atol=1e-12 * scale)
+    assert hvp.calls == 5
+
+
+def test_hvp_of_finite_prompt_length_matches_dense():
+    """The HVP also differentiates the finite-N loss (A_N with Q_µ taken on a fixed sample)."""
+    from landscape.expectations import SampledExpectation
+    from landscape.problem import AttentionLandscape
+
+    base = orthogonal_teacher_landscape(features=2, dim=3)
+    x = np.random.default_rng(0).standard_normal((2000, 3))
+    exp = SampledExpectation(base.teacher, base.expectation.activation, x)
+    landscape = AttentionLandscape(base.teacher, exp, noise=0.1, prompt_length=20)
+    mu = _random_measure(3, 2, 3, seed=2, uniform=False)
+    h = dense_hessian(landscape, mu)
+    v = torch.randn(h.shape[0], 2, dtype=torch.float64)
+    torch.testing.assert_close(hessian_vector_product(landscape, mu)(v), h @ v, rtol=0, atol=1e-11 * h.abs().max())
+
+
+def test_gradient_blocks_are_weighted_velocities():
+    """∂F/∂θ_i = p_i ∇_θ δL/δµ(θ_i) (THEORY.md §6)."""
+    landscape = orthogonal_teacher_landscape(features=2, dim=3)
+    mu = _random_measure(4, 2, 3, seed=3, uniform=False)
+    a, w, p = mu.tensors()
+    g = gradient(landscape, mu).reshape(4, -1)
+    torch.testing.assert_close(g, p[:, None] * landscape.velocity(a, w, p), rtol=1e-10, atol=1e-13)
+
+
+def test_hvp_rejects_wrong_shape():
+    landscape = orthogonal_teacher_landscape(features=2, dim=3)
+    hvp = hessian_vector_product(landscape, _random_measure(2, 2, 3, seed=0))
+    with pytest.raises(ValueError, match="shape"):
+        hvp(torch.zeros(hvp.size + 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        hvp(torch.zeros(hvp.size, 2, 2, dtype=torch.float64))
