@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -79,7 +80,10 @@ def load_npz(
     if not path.is_file():
         raise ValueError(f"{what} file {str(path)!r} does not exist.")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array, not an archive
+            raise ValueError(f"{what} file {str(path)!r} is a single .npy array, not an .npz archive of named arrays.")
+        with loaded as npz:
             names = set(npz.files)
             missing = [name for name in required if name not in names]
             if missing:
@@ -92,7 +96,7 @@ def load_npz(
         if str(err).startswith(what):
             raise
         raise ValueError(f"{what} file {str(path)!r} is not a valid .npz archive ({err}).") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError) as err:
         raise ValueError(f"{what} file {str(path)!r} is not a valid .npz archive ({type(err).__name__}).") from None
     out = {}
     for name, value in raw.items():
