@@ -187,8 +187,8 @@ class AttentionLandscape:
         solved = torch.linalg.solve(sigma_mm, sigma_mt)  # Σ_µµ⁻¹ Σ_µ°
         if self.finite_prompt:
             a_n = self._attention_covariance(sigma_mm, sigma_mt, fourth)
-            # tr(Σ_°µ Σ⁻¹ Σ_µ°Σ_°µ A_N⁻¹ Σ_µ°)
-            explained = torch.trace(solved.T @ sigma_mt @ torch.linalg.solve(a_n, sigma_mt @ (sigma_mt.T @ solved)))
+            # tr(Σ_°µ Σ⁻¹ Σ_µ° · Σ_°µ A_N⁻¹ Σ_µ°)
+            explained = torch.trace((solved.T @ sigma_mt) @ (sigma_mt.T @ torch.linalg.solve(a_n, sigma_mt)))
         else:
             explained = torch.trace(sigma_mt.T @ solved)
         return 0.5 * (torch.trace(sigma_tt) + self.noise**2 - explained)
@@ -249,7 +249,7 @@ class AttentionLandscape:
             m = self.expectation.probe_moments(probe_w, a0, w0, p0, fourth=self.finite_prompt)
             value = ((probe_a @ g_mm) * m.with_model).sum(-1) + ((probe_a @ g_mt) * m.with_teacher).sum(-1)
             if g_q is not None:
-                value = value + ((probe_a @ g_q) * (m.fourth + self.noise**2 * m.with_model)).sum(-1)
+                value = value + ((probe_a @ g_q) * m.fourth).sum(-1)
             return value
 
         return first_variation

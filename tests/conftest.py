@@ -1,0 +1,61 @@
+"""Session settings and a seeded registry of problems and measures shared by the tests."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+torch.set_default_dtype(torch.float64)
+
+from landscape import (  # noqa: E402
+    AttentionLandscape,
+    ExactGaussianExpectation,
+    ParticleMeasure,
+    SampledExpectation,
+    Teacher,
+    get_activation,
+)
+
+
+def orthogonal_teacher(k0: int, d: int, scale: float = 1.0, activation: str = "erf") -> Teacher:
+    """THEORY.md §9: ``u_l = s e_l``, ``c_l = e_l``, ``l = 1..k°``."""
+    return Teacher(np.eye(k0), scale * np.eye(d)[:k0], activation)
+
+
+def random_teacher(rng: np.random.Generator, neurons: int, k0: int, d: int, activation: str = "erf") -> Teacher:
+    return Teacher(rng.standard_normal((neurons, k0)), rng.standard_normal((neurons, d)) / math.sqrt(d), activation)
+
+
+def random_measure(rng: np.random.Generator, m: int, k: int, d: int, uniform: bool = True) -> ParticleMeasure:
+    p = None if uniform else rng.dirichlet(np.ones(m))
+    return ParticleMeasure(rng.standard_normal((m, k)), rng.standard_normal((m, d)) / math.sqrt(d), p)
+
+
+def exact_landscape(teacher: Teacher, activation: str | None = None, **kwargs) -> AttentionLandscape:
+    act = get_activation(activation or teacher.activation)
+    bias = kwargs.pop("bias", False)
+    backend_kwargs = {key: kwargs.pop(key) for key in ("quadrature", "fourth_samples", "seed") if key in kwargs}
+    return AttentionLandscape(teacher, ExactGaussianExpectation(teacher, act, bias, **backend_kwargs), **kwargs)
+
+
+def sampled_landscape(teacher: Teacher, x: np.ndarray, activation: str | None = None, **kwargs) -> AttentionLandscape:
+    act = get_activation(activation or teacher.activation)
+    bias = kwargs.pop("bias", False)
+    return AttentionLandscape(teacher, SampledExpectation(teacher, act, x, bias), **kwargs)
+
+
+def dead_neuron_saddle(k0: int = 3, d: int = 5, scale: float = 1.0) -> tuple[Teacher, ParticleMeasure]:
+    """THEORY.md §9: k° − 1 features learned, the last particle dead at ``s e_{k°+1}``."""
+    teacher = orthogonal_teacher(k0, d, scale)
+    rows = [*range(k0 - 1), k0]
+    return teacher, ParticleMeasure(np.eye(k0), scale * np.eye(d)[rows])
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
