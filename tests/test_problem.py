@@ -228,3 +228,24 @@ def test_objective_is_a_pure_function_for_torch_func(rng):
     hvps = torch.func.vmap(lambda v: torch.func.jvp(torch.func.grad(objective), (theta,), (v,))[1])(vs)
     torch.testing.assert_close(hvps, hess[:3], rtol=1e-9, atol=1e-11)
     assert math.isfinite(float(objective(theta)))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("prompt_length", [math.inf, 6])
+def test_feature_count_may_differ_from_the_teacher(k, prompt_length, rng):
+    """k ≠ k°: first variation against differences, Γ* against the optimiser's value, B-invariance."""
+    teacher = random_teacher(rng, neurons=3, k0=2, d=3)
+    landscape = exact_landscape(teacher, noise=0.3, prompt_length=prompt_length, fourth_samples=4000)
+    measure = random_measure(rng, m=5, k=k, d=3)
+    a, w, p = measure.tensors()
+    qa, qw = rng.standard_normal(k), rng.standard_normal(3)
+    h = 1e-4
+    f = [_loss_of_mixture(landscape, measure, qa, qw, s * h) for s in (-2, -1, 1, 2)]
+    fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h)
+    fv = float(landscape.first_variation(a, w, p, torch.tensor(qa)[None], torch.tensor(qw)[None])[0])
+    assert fv == pytest.approx(fd, rel=1e-7, abs=1e-9)
+    gamma = landscape.gamma_star(a, w, p)
+    assert float(landscape.loss_with_gamma(a, w, p, gamma)) == pytest.approx(float(landscape.loss(a, w, p)), abs=1e-12)
+    b = rng.standard_normal((k, k)) + 2 * np.eye(k)
+    mapped = ParticleMeasure(measure.a @ b.T, measure.w, measure.p)
+    assert float(landscape.loss(*mapped.tensors())) == pytest.approx(float(landscape.loss(a, w, p)), rel=1e-10)
