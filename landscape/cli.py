@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from . import __version__
+from .cli_train import register as register_train
 from .config import load_problem
 from .io import load_npz
 from .measure import ParticleMeasure
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ev.set_defaults(run=_evaluate)
+    register_train(sub)
     return parser
 
 

@@ -1,0 +1,31 @@
+"""The ``landscape train`` subcommand: run the particle flow of a problem file.
+
+Exit status: 0 when the run completed, 1 when it stopped early (non-finite values, a
+singular Σ_µµ, a negative weight, step-size underflow; ``RUN/status.json`` says which and
+the last good state stays in ``RUN/checkpoint.npz``), 2 on bad input (one ``error:`` line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .dynamics.train import train
+
+__all__ = ["register"]
+
+
+def _train(args: argparse.Namespace) -> int:
+    progress = sys.stderr if sys.stderr.isatty() else None
+    result = train(args.problem, args.out, resume=args.resume, progress=progress)
+    print(f"{result.message} ({result.evaluations} field evaluations, {result.wall_seconds:.1f} s) -> {args.out}")
+    return 0 if result.completed else 1
+
+
+def register(subparsers) -> None:
+    """Add ``train`` to the ``landscape`` command's subparsers."""
+    parser = subparsers.add_parser("train", help="run the particle gradient flow ([init] and [dynamics] tables)")
+    parser.add_argument("--problem", required=True, help="problem file (TOML) with [init] and [dynamics]")
+    parser.add_argument("--out", required=True, help="run directory (created)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.set_defaults(run=_train)

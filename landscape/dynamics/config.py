@@ -1,0 +1,260 @@
+r"""The ``[init]`` and ``[dynamics]`` tables of a problem file, validated.
+
+Keys and defaults (README, "Dynamics: train")::
+
+    [init]       kind = "gaussian" | "region" | "file" | "saddle";  particles = 100;
+                 scale = 1.0;  radius = 0.05;  seed = 0;  measure = "mu.npz";
+                 saddle_tol = 1e-8
+    [dynamics]   steps = 1000  (or  time = T);  step_size = 0.01;
+                 integrator = "euler" | "heun" | "rk4" | "rk23" | "dopri5";
+                 rtol = 1e-6;  atol = 1e-9;  timescale_ratio = "inf" | η;
+                 record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;  seed = 0
+    [dynamics.birth_death]   kind = "none" | "wfr" | "stochastic";  rate = 1.0
+    [dynamics.perturbation]  kind = "none" | "isotropic" | "hessian";  g_thr = 1e-3;
+                             t_thr = 1.0;  radius = 1e-2
+
+Every unknown key or wrong type is a ``ValueError`` naming the table and the key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "InitConfig",
+    "BirthDeathConfig",
+    "PerturbationConfig",
+    "DynamicsConfig",
+    "parse_init",
+    "parse_dynamics",
+    "INTEGRATORS",
+    "ADAPTIVE_INTEGRATORS",
+]
+
+INIT_KINDS = ("gaussian", "region", "file", "saddle")
+INTEGRATORS = ("euler", "heun", "rk4", "rk23", "dopri5")
+ADAPTIVE_INTEGRATORS = ("rk23", "dopri5")
+BIRTH_DEATH_KINDS = ("none", "wfr", "stochastic")
+PERTURBATION_KINDS = ("none", "isotropic", "hessian")
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """How the initial measure is made.
+
+    Attributes:
+        kind: ``gaussian`` (``a ~ N(0, scale² I_k)``, ``w ~ N(0, scale² I_d / d)``),
+            ``region`` (one such draw, every particle within ``radius`` of it),
+            ``file`` (the measure file), ``saddle`` (the file, checked to be critical).
+        particles: ``M`` (gaussian and region).
+        scale: size of the draw; radius: spread of the region (same units).
+        seed: seed of the draw.
+        measure: absolute path of the measure file (file and saddle), or None.
+        saddle_tol: the largest stationarity residual a ``saddle`` start may have.
+    """
+
+    kind: str = "gaussian"
+    particles: int = 100
+    scale: float = 1.0
+    radius: float = 0.05
+    seed: int = 0
+    measure: str | None = None
+    saddle_tol: float = 1e-8
+
+
+@dataclass(frozen=True)
+class BirthDeathConfig:
+    """Birth–death: ``none``, the Wasserstein–Fisher–Rao weight flow ``wfr``, or ``stochastic`` kill/clone at ``rate`` α."""
+
+    kind: str = "none"
+    rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class PerturbationConfig:
+    """Saddle-escape kicks when ``‖∇δL/δµ‖_{L²(µ)} < g_thr`` and none came within ``t_thr``; size ``radius``."""
+
+    kind: str = "none"
+    g_thr: float = 1e-3
+    t_thr: float = 1.0
+    radius: float = 1e-2
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """The flow and its bookkeeping.
+
+    Attributes:
+        steps: number of steps, or None when ``time`` is given.
+        time: final time, or None when ``steps`` is given.
+        step_size: the fixed step (the first trial step of an adaptive integrator).
+        integrator: one of :data:`INTEGRATORS`; ``rk23`` and ``dopri5`` are adaptive.
+        rtol, atol: error tolerances of the adaptive integrators.
+        timescale_ratio: ``η`` (``math.inf``: Γ = Γ*(µ), the landscape flow).
+        record_every, snapshot_every, checkpoint_every: periods in steps (0: never).
+        seed: seed of the run's random generator (perturbations, stochastic birth–death).
+        birth_death, perturbation: the sub-tables.
+    """
+
+    steps: int | None = 1000
+    time: float | None = None
+    step_size: float = 0.01
+    integrator: str = "rk4"
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    timescale_ratio: float = math.inf
+    record_every: int = 1
+    snapshot_every: int = 0
+    checkpoint_every: int = 100
+    seed: int = 0
+    birth_death: BirthDeathConfig = field(default_factory=BirthDeathConfig)
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.integrator in ADAPTIVE_INTEGRATORS
+
+    def to_table(self) -> dict[str, Any]:
+        """The resolved table, TOML-ready (``None`` entries dropped, ``inf`` as the string "inf")."""
+        table = {key: value for key, value in asdict(self).items() if value is not None}
+        if math.isinf(self.timescale_ratio):
+            table["timescale_ratio"] = "inf"
+        return table
+
+
+def init_table(config: InitConfig) -> dict[str, Any]:
+    """The resolved ``[init]`` table, TOML-ready."""
+    return {key: value for key, value in asdict(config).items() if value is not None}
+
+
+# ----------------------------------------------------------------------- parsing
+def parse_init(raw: dict[str, Any] | None, base: Path = Path(".")) -> InitConfig:
+    """Validate an ``[init]`` table; relative measure paths resolve from ``base``.
+
+    Raises:
+        ValueError: an unknown key, a wrong type or value (naming ``[init] key``), or a
+            missing measure file for ``kind = "file"`` / ``"saddle"``.
+    """
+    table = _table(raw, "init")
+    _known(table, "init", {f for f in InitConfig.__dataclass_fields__})
+    kind = _choice(table, "init", "kind", INIT_KINDS, "gaussian")
+    measure = table.get("measure")
+    if kind in ("file", "saddle"):
+        if not isinstance(measure, str):
+            raise ValueError(f"[init] kind = \"{kind}\" needs measure = \"path/to/measure.npz\" (a string).")
+        measure = str((base / measure).resolve())
+        for key in ("particles", "scale", "radius", "seed"):
+            if key in table:
+                raise ValueError(f"[init] {key} is not used with kind = \"{kind}\" (the measure file fixes the particles).")
+    elif measure is not None:
+        raise ValueError(f"[init] measure is only used with kind = \"file\" or \"saddle\", got kind = \"{kind}\".")
+    if kind != "region" and "radius" in table:
+        raise ValueError(f"[init] radius is only used with kind = \"region\", got kind = \"{kind}\".")
+    if kind != "saddle" and "saddle_tol" in table:
+        raise ValueError(f"[init] saddle_tol is only used with kind = \"saddle\", got kind = \"{kind}\".")
+    return InitConfig(
+        kind=kind,
+        particles=_integer(table, "init", "particles", InitConfig.particles, 1),
+        scale=_number(table, "init", "scale", InitConfig.scale, positive=True),
+        radius=_number(table, "init", "radius", InitConfig.radius, positive=True),
+        seed=_integer(table, "init", "seed", InitConfig.seed, 0),
+        measure=measure,
+        saddle_tol=_number(table, "init", "saddle_tol", InitConfig.saddle_tol, positive=True),
+    )
+
+
+def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
+    """Validate a ``[dynamics]`` table with its ``birth_death`` and ``perturbation`` sub-tables.
+
+    Raises:
+        ValueError: an unknown key, a wrong type or value (naming ``[dynamics…] key``), or
+            both ``steps`` and ``time``.
+    """
+    table = _table(raw, "dynamics")
+    scalar_keys = {f for f in DynamicsConfig.__dataclass_fields__} - {"birth_death", "perturbation"}
+    _known(table, "dynamics", scalar_keys | {"birth_death", "perturbation"})
+    if "steps" in table and "time" in table:
+        raise ValueError("[dynamics] give either steps or time, not both.")
+    integrator = _choice(table, "dynamics", "integrator", INTEGRATORS, DynamicsConfig.integrator)
+    if "time" in table:
+        steps, time = None, _number(table, "dynamics", "time", None, positive=True)
+    else:
+        steps, time = _integer(table, "dynamics", "steps", DynamicsConfig.steps, 1), None
+    for key in ("rtol", "atol"):
+        if key in table and integrator not in ADAPTIVE_INTEGRATORS:
+            raise ValueError(f"[dynamics] {key} is only used with an adaptive integrator (rk23, dopri5), got {integrator!r}.")
+    eta = table.get("timescale_ratio", "inf")
+    if eta != "inf":
+        eta = _number(table, "dynamics", "timescale_ratio", None, positive=True)
+    bd = _table(table.get("birth_death"), "dynamics.birth_death")
+    _known(bd, "dynamics.birth_death", {"kind", "rate"})
+    pt = _table(table.get("perturbation"), "dynamics.perturbation")
+    _known(pt, "dynamics.perturbation", {"kind", "g_thr", "t_thr", "radius"})
+    return DynamicsConfig(
+        steps=steps,
+        time=time,
+        step_size=_number(table, "dynamics", "step_size", DynamicsConfig.step_size, positive=True),
+        integrator=integrator,
+        rtol=_number(table, "dynamics", "rtol", DynamicsConfig.rtol, positive=True),
+        atol=_number(table, "dynamics", "atol", DynamicsConfig.atol, positive=True),
+        timescale_ratio=math.inf if eta == "inf" else eta,
+        record_every=_integer(table, "dynamics", "record_every", DynamicsConfig.record_every, 1),
+        snapshot_every=_integer(table, "dynamics", "snapshot_every", DynamicsConfig.snapshot_every, 0),
+        checkpoint_every=_integer(table, "dynamics", "checkpoint_every", DynamicsConfig.checkpoint_every, 1),
+        seed=_integer(table, "dynamics", "seed", DynamicsConfig.seed, 0),
+        birth_death=BirthDeathConfig(
+            kind=_choice(bd, "dynamics.birth_death", "kind", BIRTH_DEATH_KINDS, "none"),
+            rate=_number(bd, "dynamics.birth_death", "rate", BirthDeathConfig.rate, positive=True),
+        ),
+        perturbation=PerturbationConfig(
+            kind=_choice(pt, "dynamics.perturbation", "kind", PERTURBATION_KINDS, "none"),
+            g_thr=_number(pt, "dynamics.perturbation", "g_thr", PerturbationConfig.g_thr, positive=True),
+            t_thr=_number(pt, "dynamics.perturbation", "t_thr", PerturbationConfig.t_thr, positive=False),
+            radius=_number(pt, "dynamics.perturbation", "radius", PerturbationConfig.radius, positive=True),
+        ),
+    )
+
+
+# ----------------------------------------------------------------------- helpers
+def _table(value: Any, name: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"[{name}] must be a table, got {type(value).__name__}.")
+    return value
+
+
+def _known(table: dict, name: str, known: set[str]) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) in [{name}]: {', '.join(unknown)}.")
+
+
+def _choice(table: dict, name: str, key: str, options: tuple[str, ...], default: str) -> str:
+    value = table.get(key, default)
+    if value not in options:
+        raise ValueError(f"[{name}] {key} must be one of {', '.join(map(repr, options))}, got {value!r}.")
+    return value
+
+
+def _integer(table: dict, name: str, key: str, default: int | None, minimum: int) -> int | None:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"[{name}] {key} must be an integer ≥ {minimum}, got {value!r}.")
+    return value
+
+
+def _number(table: dict, name: str, key: str, default: float | None, positive: bool) -> float | None:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"[{name}] {key} must be a finite number, got {value!r}.")
+    if (positive and value <= 0) or value < 0:
+        raise ValueError(f"[{name}] {key} must be {'> 0' if positive else '≥ 0'}, got {value!r}.")
+    return float(value)

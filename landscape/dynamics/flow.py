@@ -1,0 +1,197 @@
+r"""The particle flow of THEORY.md §6 as an ODE ``dy/dt = f(y)`` on one flat state vector.
+
+The state ``y`` packs, in order, ``a`` (M, k), ``w`` (M, d), ``p`` (M,), ``Γ`` (k, k; only at
+a finite timescale ratio η) and one scalar ``D``, the energy dissipated so far. The field:
+
+* ``dθ_i/dt = −∇_θ δE/δµ(θ_i) = −(1/p_i) ∂E/∂θ_i`` with the energy ``E = L_N(µ)`` (η = ∞,
+  Γ = Γ*(µ), the landscape flow) or ``E = L(µ, Γ)`` at the current Γ (finite η);
+* ``dΓ/dt = −η ∂_Γ L(µ, Γ)`` (finite η only);
+* ``dp_i/dt = −α p_i (δE/δµ(θ_i) − Σ_j p_j δE/δµ(θ_j))`` with Wasserstein–Fisher–Rao
+  birth–death at rate α (else ``dp/dt = 0``);
+* ``dD/dt = Σ_i p_i |∇_θ δE/δµ(θ_i)|² + α Σ_i p_i δE/δµ(θ_i)² + η ‖∂_Γ L‖²``, the
+  dissipation rate, so that the energy identity reads ``E(t) − E(0) + D(t) = 0`` along exact
+  solutions; integrating ``D`` with the same scheme makes the numerical defect
+  ``E(y_n) − E(y_0) + D_n`` a global error of the integrator's order.
+
+One reverse-mode pass through the moments gives ``∂E/∂(a, w, p, Γ)``; ``∂E/∂p_i = G(θ_i)``
+because ``L`` extends linearly in µ to finite measures (THEORY.md §5).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..problem import AttentionLandscape
+
+__all__ = ["Layout", "FieldValue", "ParticleFlow"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each part of the flat state lives.
+
+    Attributes:
+        m: particles ``M``; k: features; d: columns of ``w``; gamma: whether Γ is in the state.
+    """
+
+    m: int
+    k: int
+    d: int
+    gamma: bool
+
+    @property
+    def size(self) -> int:
+        """Length of the flat state."""
+        return self.m * (self.k + self.d + 1) + (self.k * self.k if self.gamma else 0) + 1
+
+    def pack(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor, gamma: torch.Tensor | None, dissipated) -> torch.Tensor:
+        """Flat state from ``a`` (M, k), ``w`` (M, d), ``p`` (M,), ``Γ`` (k, k) or None, and ``D``."""
+        parts = [a.reshape(-1), w.reshape(-1), p.reshape(-1)]
+        if self.gamma:
+            parts.append(gamma.reshape(-1))
+        parts.append(torch.as_tensor(dissipated, dtype=a.dtype, device=a.device).reshape(1))
+        return torch.cat(parts)
+
+    def unpack(self, y: torch.Tensor):
+        """``(a, w, p, Γ or None, D)`` as views of ``y`` (shapes (M, k), (M, d), (M,), (k, k), ())."""
+        m, k, d = self.m, self.k, self.d
+        i = 0
+        a = y[i : i + m * k].reshape(m, k)
+        i += m * k
+        w = y[i : i + m * d].reshape(m, d)
+        i += m * d
+        p = y[i : i + m]
+        i += m
+        gamma = None
+        if self.gamma:
+            gamma = y[i : i + k * k].reshape(k, k)
+            i += k * k
+        return a, w, p, gamma, y[i]
+
+    def error_mask(self, y: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the components that enter the adaptive error norm (all but ``D``)."""
+        mask = torch.ones_like(y, dtype=torch.bool)
+        mask[-1] = False
+        return mask
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    """The field at one state, with the diagnostics the trajectory records.
+
+    Attributes:
+        dy: tensor of the state's shape, ``f(y)``.
+        energy: ``E`` (``L_N(µ)`` at η = ∞, ``L(µ, Γ)`` otherwise).
+        loss: ``L_N(µ)`` (Γ optimised instantly).
+        grad_norm: ``‖∇_θ δE/δµ‖_{L²(µ)}``, the stationarity residual of the flow.
+        rate: ``−dE/dt`` predicted by the energy identity.
+        first_variation: array of shape (M,), ``δE/δµ(θ_i)``.
+        sigma_min, sigma_max: extreme eigenvalues of ``Σ_µµ``.
+    """
+
+    dy: torch.Tensor
+    energy: float
+    loss: float
+    grad_norm: float
+    rate: float
+    first_variation: np.ndarray
+    sigma_min: float
+    sigma_max: float
+
+    @property
+    def finite(self) -> bool:
+        """Whether every number here is finite."""
+        scalars = (self.energy, self.loss, self.grad_norm, self.rate, self.sigma_min, self.sigma_max)
+        return bool(torch.isfinite(self.dy).all()) and all(math.isfinite(x) for x in scalars)
+
+
+class ParticleFlow:
+    """The vector field ``f`` of the particle flow.
+
+    Args:
+        landscape: the attention landscape.
+        layout: the state layout (``layout.gamma`` iff η is finite).
+        timescale_ratio: η (``math.inf`` for the landscape flow).
+        wfr_rate: α of the Wasserstein–Fisher–Rao weight flow, or 0 for fixed weights.
+
+    Raises:
+        ValueError: when η is finite but the layout has no Γ, or the reverse.
+    """
+
+    def __init__(self, landscape: AttentionLandscape, layout: Layout, timescale_ratio: float = math.inf, wfr_rate: float = 0.0):
+        if layout.gamma == math.isinf(timescale_ratio):
+            raise ValueError("the state carries Γ exactly when the timescale ratio is finite.")
+        self.landscape = landscape
+        self.layout = layout
+        self.eta = timescale_ratio
+        self.alpha = wfr_rate
+        self.evaluations = 0
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        """``f(y)``, a tensor of the state's shape."""
+        return self._field(y)[0]
+
+    def energy(self, y: torch.Tensor) -> float:
+        """``E`` at the state ``y`` (no derivatives)."""
+        a, w, p, gamma, _ = self.layout.unpack(y.detach())
+        with torch.no_grad():
+            moments = self.landscape.moments(a, w, p)
+            if gamma is None:
+                return float(self.landscape.loss_from_moments(*moments))
+            return float(self.landscape.loss_with_gamma_from_moments(gamma, *moments))
+
+    def evaluate(self, y: torch.Tensor) -> FieldValue:
+        """``f(y)`` with the diagnostics of :class:`FieldValue`."""
+        dy, energy, moments, v, delta, p = self._field(y)
+        with torch.no_grad():
+            if self.layout.gamma:
+                loss = float(self.landscape.loss_from_moments(*moments))
+            else:
+                loss = float(energy)
+            eig = torch.linalg.eigvalsh(moments[0])
+            grad_sq = (p * (v * v).sum(-1)).sum()
+        return FieldValue(
+            dy=dy,
+            energy=float(energy),
+            loss=loss,
+            grad_norm=float(torch.sqrt(torch.clamp(grad_sq, min=0.0))),
+            rate=float(dy[-1]),
+            first_variation=delta.cpu().numpy(),
+            sigma_min=float(eig[0]),
+            sigma_max=float(eig[-1]),
+        )
+
+    def _field(self, y: torch.Tensor):
+        self.evaluations += 1
+        a, w, p, gamma, _ = self.layout.unpack(y.detach())
+        leaves = [a.clone().requires_grad_(True), w.clone().requires_grad_(True), p.clone().requires_grad_(True)]
+        if gamma is not None:
+            leaves.append(gamma.clone().requires_grad_(True))
+        with torch.enable_grad():
+            moments = self.landscape.moments(*leaves[:3])
+            if gamma is None:
+                energy = self.landscape.loss_from_moments(*moments)
+            else:
+                energy = self.landscape.loss_with_gamma_from_moments(leaves[3], *moments)
+            grads = torch.autograd.grad(energy, leaves)
+        with torch.no_grad():
+            v = torch.cat([grads[0], grads[1]], dim=1) / p[:, None]
+            g = grads[2]
+            delta = g - (p * g).sum() / p.sum()
+            rate = (p * (v * v).sum(-1)).sum()
+            dp = torch.zeros_like(p)
+            if self.alpha > 0:
+                dp = -self.alpha * p * delta
+                rate = rate + self.alpha * (p * delta * delta).sum()
+            dgamma = None
+            if gamma is not None:
+                dgamma = -self.eta * grads[3]
+                rate = rate + self.eta * (grads[3] * grads[3]).sum()
+            k = self.layout.k
+            dy = self.layout.pack(-v[:, :k], -v[:, k:], dp, dgamma, rate)
+        moments = tuple(m.detach() if m is not None else None for m in moments)
+        return dy, energy.detach(), moments, v, delta, p

@@ -1,0 +1,220 @@
+r"""A run directory: resolved configuration, trajectory, snapshots, checkpoint, final measure.
+
+Layout of ``RUN/``::
+
+    config.toml        the resolved problem (every default written out, absolute paths)
+    trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`)
+    snapshots/         step_NNNNNNNN.npz measures (a, w, p, time) every ``snapshot_every`` steps
+    checkpoint.npz     the full state of the run, written atomically (see :class:`Checkpoint`)
+    final.npz          the final measure (a, w, p; and gamma at a finite timescale ratio)
+    status.json        how the run ended: completed, or the reason it stopped
+
+Every file is replaced atomically (:mod:`landscape.io`); the trajectory is appended row by
+row and cut back to the checkpoint on ``--resume``, so a killed run resumes cleanly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write_text, load_npz, save_npz, write_json
+
+__all__ = ["COLUMNS", "Checkpoint", "RunDirectory", "dumps_toml"]
+
+#: trajectory columns; ``energy`` is L(µ, Γ) at finite η (else equal to ``loss`` = L_N(µ)),
+#: ``energy_defect`` is ``E(t) − E(0) + ∫ dissipation`` (jumps from events excluded).
+COLUMNS = (
+    "step",
+    "time",
+    "loss",
+    "energy",
+    "grad_norm",
+    "sigma_min",
+    "sigma_cond",
+    "entropy",
+    "energy_defect",
+    "step_size",
+    "events",
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything needed to continue a run bit for bit.
+
+    Attributes:
+        y: array, the flat state (see :class:`landscape.dynamics.flow.Layout`).
+        step, time: progress; step_size: the next (trial) step.
+        energy_offset: ``E(0)`` plus every jump of ``E`` caused by events.
+        last_kick: time of the last perturbation, or None.
+        rng_state: the generator's ``bit_generator.state`` as a JSON string.
+        last_row: the CSV line of this step's trajectory row ("" if none was recorded).
+    """
+
+    y: np.ndarray
+    step: int
+    time: float
+    step_size: float
+    energy_offset: float
+    last_kick: float | None
+    rng_state: str
+    last_row: str
+
+
+def _text_array(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
+
+
+def _array_text(array: np.ndarray) -> str:
+    return array.astype(np.uint8).tobytes().decode("utf-8")
+
+
+class RunDirectory:
+    """The files of one run under ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.toml"
+        self.trajectory = self.root / "trajectory.csv"
+        self.checkpoint = self.root / "checkpoint.npz"
+        self.final = self.root / "final.npz"
+        self.status = self.root / "status.json"
+        self.snapshots = self.root / "snapshots"
+
+    def holds_run(self) -> bool:
+        """Whether a run was started here (a checkpoint or a configuration exists)."""
+        return self.checkpoint.exists() or self.config.exists()
+
+    # ----------------------------------------------------------- trajectory
+    @staticmethod
+    def format_row(row: dict[str, Any]) -> str:
+        """One CSV line (with newline) for a row dict with the keys of :data:`COLUMNS`."""
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([_cell(row[c]) for c in COLUMNS])
+        return buffer.getvalue()
+
+    def start_trajectory(self) -> None:
+        """Write the header (a fresh run)."""
+        atomic_write_text(self.trajectory, ",".join(COLUMNS) + "\n")
+
+    def append_row(self, line: str) -> None:
+        """Append one formatted row and flush it to disk."""
+        with open(self.trajectory, "a", encoding="utf-8") as handle:
+            handle.write(line)
+
+    def rewind_trajectory(self, step: int, last_row: str) -> None:
+        """Keep the complete rows before ``step``, then ``last_row`` (the checkpoint's own row)."""
+        kept = [",".join(COLUMNS) + "\n"]
+        if self.trajectory.exists():
+            lines = self.trajectory.read_text(encoding="utf-8").splitlines(keepends=True)
+            for line in lines[1:]:
+                fields = next(csv.reader([line]), [])
+                if line.endswith("\n") and len(fields) == len(COLUMNS) and _int(fields[0]) is not None and _int(fields[0]) < step:
+                    kept.append(line)
+        atomic_write_text(self.trajectory, "".join(kept) + last_row)
+
+    # ------------------------------------------------------------ snapshots
+    def save_snapshot(self, step: int, time: float, a: np.ndarray, w: np.ndarray, p: np.ndarray) -> None:
+        """``snapshots/step_NNNNNNNN.npz`` with a, w, p and the time."""
+        save_npz(self.snapshots / f"step_{step:08d}.npz", a=a, w=w, p=p, time=np.array(time))
+
+    # ----------------------------------------------------------- checkpoint
+    def save_checkpoint(self, ckpt: Checkpoint) -> None:
+        """Write the checkpoint atomically."""
+        save_npz(
+            self.checkpoint,
+            y=ckpt.y,
+            step=np.array(ckpt.step, dtype=np.int64),
+            time=np.array(ckpt.time),
+            step_size=np.array(ckpt.step_size),
+            energy_offset=np.array(ckpt.energy_offset),
+            last_kick=np.array([0.0 if ckpt.last_kick is None else ckpt.last_kick, float(ckpt.last_kick is not None)]),
+            rng_state=_text_array(ckpt.rng_state),
+            last_row=_text_array(ckpt.last_row),
+        )
+
+    def load_checkpoint(self) -> Checkpoint:
+        """Read the checkpoint.
+
+        Raises:
+            ValueError: a missing or malformed checkpoint.
+        """
+        names = ("y", "step", "time", "step_size", "energy_offset", "last_kick", "rng_state", "last_row")
+        arrays = load_npz(self.checkpoint, required=names, what="checkpoint")
+        kick = arrays["last_kick"]
+        return Checkpoint(
+            y=arrays["y"],
+            step=int(arrays["step"]),
+            time=float(arrays["time"]),
+            step_size=float(arrays["step_size"]),
+            energy_offset=float(arrays["energy_offset"]),
+            last_kick=float(kick[0]) if kick[1] else None,
+            rng_state=_array_text(arrays["rng_state"]),
+            last_row=_array_text(arrays["last_row"]),
+        )
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        """``status.json`` (NaN and infinities written as null)."""
+        write_json(self.status, {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in status.items()})
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------ TOML
+def dumps_toml(tables: dict[str, dict[str, Any]]) -> str:
+    """A TOML document from nested dicts of strings, numbers, booleans and lists of them.
+
+    Raises:
+        ValueError: a value TOML (or this writer) cannot hold (NaN, None, other types).
+    """
+    out: list[str] = []
+    _emit_table(out, [], tables)
+    return "\n".join(out).strip() + "\n"
+
+
+def _emit_table(out: list[str], path: list[str], table: dict[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if path and scalars:
+        out.append(f"[{'.'.join(path)}]")
+    for key, value in scalars.items():
+        out.append(f"{key} = {_toml_value(value, key)}")
+    if path and scalars:
+        out.append("")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _emit_table(out, [*path, key], value)
+
+
+def _toml_value(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write {key} = {value!r} to TOML.")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, key) for v in value) + "]"
+    raise ValueError(f"cannot write {key} = {value!r} ({type(value).__name__}) to TOML.")

@@ -1,0 +1,367 @@
+r"""``landscape train``: run the particle flow of a problem file into a run directory.
+
+:func:`train` reads the problem (with its ``[init]`` and ``[dynamics]`` tables), builds the
+initial measure and the flow, and integrates, recording the trajectory, snapshots and
+checkpoints (:mod:`landscape.dynamics.rundir`). Everything the future of a run depends on —
+the flat state, the step, the time, the trial step, the energy bookkeeping, the time of the
+last perturbation and the random generator's state — is in the checkpoint, and every
+computation from a state is deterministic, so ``resume=True`` after a kill reaches the
+bitwise-identical ``final.npz``.
+
+A run that meets a non-finite value, a singular ``Σ_µµ``, a negative weight or an adaptive
+step that underflows stops there: the last good state stays in ``checkpoint.npz`` and
+``status.json`` says why (non-convergence is data, not a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time as wallclock
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from ..config import load_problem
+from ..io import atomic_write_text, save_npz
+from ..measure import ParticleMeasure
+from ..problem import AttentionLandscape
+from .birth_death import stochastic_birth_death
+from .config import DynamicsConfig, init_table, parse_dynamics, parse_init
+from .flow import FieldValue, Layout, ParticleFlow
+from .initialisation import initial_measure
+from .integrators import TABLEAUS, StepSizeUnderflow, adaptive_step, rk_step
+from .perturbation import hessian_kick, isotropic_kick
+from .rundir import Checkpoint, RunDirectory, dumps_toml
+
+__all__ = ["RunResult", "train", "resolved_config"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended.
+
+    Attributes:
+        status: ``completed``, or why it stopped (``nonfinite``, ``singular``,
+            ``negative_weight``, ``step_size_underflow``).
+        message: one line for humans.
+        steps, time: progress reached; loss: ``L_N(µ)`` of the last good state;
+        grad_norm: its stationarity residual; evaluations: field evaluations in this call.
+        wall_seconds: wall time of this call.
+    """
+
+    status: str
+    message: str
+    steps: int
+    time: float
+    loss: float
+    grad_norm: float
+    evaluations: int
+    wall_seconds: float
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def resolved_config(problem: str | Path) -> tuple[dict[str, Any], Any, Any, Any]:
+    """Parse a problem file into ``(tables, spec, init, dynamics)``.
+
+    ``tables`` is the whole file with every default of ``[init]`` and ``[dynamics]`` filled
+    in and relative file paths made absolute; :func:`dumps_toml` of it is ``config.toml``.
+
+    Raises:
+        ValueError: any invalid table or key (one message naming it).
+    """
+    path = Path(problem)
+    spec = load_problem(path)
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    base = path.parent.resolve()
+    init = parse_init(spec.tables.get("init"), base)
+    dynamics = parse_dynamics(spec.tables.get("dynamics"))
+    tables = {name: dict(value) for name, value in raw.items() if name not in ("init", "dynamics")}
+    for table, key in (("teacher", "file"), ("input", "data")):
+        if isinstance(tables.get(table, {}).get(key), str):
+            tables[table][key] = str((base / tables[table][key]).resolve())
+    tables["init"] = init_table(init)
+    tables["dynamics"] = dynamics.to_table()
+    return tables, spec, init, dynamics
+
+
+def train(problem: str | Path, out: str | Path, resume: bool = False, progress: TextIO | None = None) -> RunResult:
+    """Run (or, with ``resume``, continue) the flow of ``problem`` into the directory ``out``.
+
+    Args:
+        problem: the problem file (TOML with ``[init]`` and ``[dynamics]``).
+        out: the run directory.
+        resume: continue from ``out/checkpoint.npz``; the problem must resolve to the same
+            ``config.toml``.
+        progress: a stream for a progress bar (the CLI passes stderr on a terminal only).
+
+    Raises:
+        ValueError: bad problem or configuration, a fresh run into a directory that holds
+            one, or a resume without a checkpoint or with a different configuration.
+    """
+    started = wallclock.perf_counter()
+    tables, spec, init, dyn = resolved_config(problem)
+    config_text = dumps_toml(tables)
+    run = RunDirectory(out)
+    landscape = spec.landscape()
+    eta = dyn.timescale_ratio
+    if resume:
+        if not run.checkpoint.exists():
+            raise ValueError(f"cannot resume: {str(run.checkpoint)!r} does not exist.")
+        if not run.config.exists() or run.config.read_text(encoding="utf-8") != config_text:
+            raise ValueError(f"cannot resume: the problem does not resolve to {str(run.config)!r}.")
+        ckpt = run.load_checkpoint()
+        m = _particles_in(ckpt.y.size, spec.features, landscape.input_dim, not math.isinf(eta))
+        layout = Layout(m, spec.features, landscape.input_dim, not math.isinf(eta))
+        run.rewind_trajectory(ckpt.step, ckpt.last_row)
+    else:
+        if run.holds_run():
+            raise ValueError(f"{str(run.root)!r} already holds a run; pass --resume to continue it, or choose a new --out.")
+        measure = initial_measure(init, landscape, spec.features)
+        if dyn.birth_death.kind == "stochastic" and not np.allclose(measure.p, measure.p[0], rtol=0, atol=1e-15):
+            raise ValueError("[dynamics.birth_death] kind = \"stochastic\" needs uniform weights p.")
+        layout = Layout(measure.size, spec.features, landscape.input_dim, not math.isinf(eta))
+        run.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config, config_text)
+        run.start_trajectory()
+        ckpt = None
+    flow = ParticleFlow(landscape, layout, eta, dyn.birth_death.rate if dyn.birth_death.kind == "wfr" else 0.0)
+    if ckpt is None:
+        y = _initial_state(landscape, layout, measure)
+        rng = np.random.default_rng(dyn.seed)
+        info = _checked(flow, y, landscape)
+        state = _State(y=y, step=0, time=0.0, h=dyn.step_size, offset=info.energy, last_kick=None)
+        row = _row(layout, state, info, h=0.0, events=[])
+        run.append_row(row)
+        _commit(run, state, rng, row)
+    else:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = json.loads(ckpt.rng_state)
+        state = _State(
+            y=torch.as_tensor(ckpt.y, dtype=landscape.dtype, device=landscape.device),
+            step=ckpt.step,
+            time=ckpt.time,
+            h=ckpt.step_size,
+            offset=ckpt.energy_offset,
+            last_kick=ckpt.last_kick,
+        )
+        info = _checked(flow, state.y, landscape)
+    bar = _ProgressBar(progress, dyn) if progress is not None else None
+    try:
+        while not _done(state, dyn):
+            info = _advance(flow, landscape, layout, dyn, state, info, rng, run)
+            if bar is not None:
+                bar.update(state, info)
+        status, message = "completed", f"completed {state.step} steps to t = {state.time:.6g}, loss {info.loss:.6g}"
+        a, w, p, gamma, _ = layout.unpack(state.y)
+        arrays = {"a": a.cpu().numpy(), "w": w.cpu().numpy(), "p": (p / p.sum()).cpu().numpy()}
+        if gamma is not None:
+            arrays["gamma"] = gamma.cpu().numpy()
+        save_npz(run.final, **arrays)
+    except _Stop as stop:
+        status, message = stop.status, f"stopped at step {state.step + 1} (t = {state.time:.6g}): {stop}"
+    finally:
+        if bar is not None:
+            bar.close()
+    run.write_status(
+        {
+            "status": status,
+            "message": message,
+            "steps": state.step,
+            "time": state.time,
+            "loss": info.loss,
+            "grad_norm": info.grad_norm,
+        }
+    )
+    return RunResult(
+        status, message, state.step, state.time, info.loss, info.grad_norm, flow.evaluations, wallclock.perf_counter() - started
+    )
+
+
+# ----------------------------------------------------------------- internals
+@dataclass
+class _State:
+    y: torch.Tensor
+    step: int
+    time: float
+    h: float
+    offset: float
+    last_kick: float | None
+
+
+def _particles_in(size: int, k: int, d: int, gamma: bool) -> int:
+    m, rest = divmod(size - 1 - (k * k if gamma else 0), k + d + 1)
+    if rest or m < 1:
+        raise ValueError(f"checkpoint state of length {size} does not fit k = {k}, d = {d}.")
+    return m
+
+
+def _initial_state(landscape: AttentionLandscape, layout: Layout, measure: ParticleMeasure) -> torch.Tensor:
+    a, w, p = measure.tensors(landscape.dtype, landscape.device)
+    gamma = None
+    if layout.gamma:
+        with torch.no_grad():
+            gamma = landscape.gamma_star(a, w, p)
+    return layout.pack(a, w, p, gamma, 0.0)
+
+
+def _checked(flow: ParticleFlow, y: torch.Tensor, landscape: AttentionLandscape) -> FieldValue:
+    """``flow.evaluate(y)``, or :class:`_Stop` when the state is no longer valid."""
+    try:
+        info = flow.evaluate(y)
+    except torch.linalg.LinAlgError as err:
+        raise _Stop("singular", f"Σ_µµ could not be solved ({' '.join(str(err).split())[:120]})") from None
+    if not info.finite:
+        raise _Stop("nonfinite", "the state or the field is no longer finite")
+    if not info.sigma_min > landscape.singular_rtol * info.sigma_max:
+        raise _Stop("singular", f"Σ_µµ became singular (λ_min = {info.sigma_min:.3e}, λ_max = {info.sigma_max:.3e})")
+    if bool((flow.layout.unpack(y)[2] <= 0).any()):
+        raise _Stop("negative_weight", "a weight p_i reached zero or below; take a smaller step_size")
+    return info
+
+
+def _done(state: _State, dyn: DynamicsConfig) -> bool:
+    if dyn.steps is not None:
+        return state.step >= dyn.steps
+    return state.time >= dyn.time * (1.0 - 1e-14)
+
+
+def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng, run: RunDirectory) -> FieldValue:
+    """One step: perturbation if due, the integrator, stochastic birth–death, bookkeeping."""
+    events: list[str] = []
+    kick = dyn.perturbation
+    if kick.kind != "none" and info.grad_norm < kick.g_thr and (state.last_kick is None or state.time - state.last_kick >= kick.t_thr):
+        y = _kicked(landscape, layout, state.y, kick.kind, kick.radius, rng)
+        new = _checked(flow, y, landscape)
+        state.offset += new.energy - info.energy
+        state.y, info, state.last_kick = y, new, state.time
+        events.append(f"kick:{kick.kind}")
+    h_max = math.inf if dyn.time is None else dyn.time - state.time
+    try:
+        if dyn.adaptive:
+            mask = layout.error_mask(state.y)
+            result = adaptive_step(flow, state.y, info.dy, state.h, TABLEAUS[dyn.integrator], dyn.rtol, dyn.atol, mask, h_max)
+            y, h_used, h_next = result.y, result.h, result.h_next
+        else:
+            h_used = h_next = min(dyn.step_size, h_max)
+            y, _ = rk_step(flow, state.y, info.dy, h_used, TABLEAUS[dyn.integrator])
+            h_next = dyn.step_size
+    except StepSizeUnderflow as err:
+        raise _Stop("step_size_underflow", str(err)) from None
+    except torch.linalg.LinAlgError as err:
+        raise _Stop("singular", f"Σ_µµ could not be solved within a step ({' '.join(str(err).split())[:120]})") from None
+    if dyn.birth_death.kind == "stochastic":
+        y, jump, counts = _birth_death(flow, layout, y, info, dyn.birth_death.rate, h_used, rng)
+        state.offset += jump
+        events += [f"{name}:{n}" for name, n in zip(("death", "birth"), counts) if n]
+    new = _checked(flow, y, landscape)
+    state.y, state.step, state.time, state.h = y, state.step + 1, state.time + h_used, h_next
+    last = _done(state, dyn)
+    row = ""
+    if events or last or state.step % dyn.record_every == 0:
+        row = _row(layout, state, new, h_used, events)
+        run.append_row(row)
+    if dyn.snapshot_every and (state.step % dyn.snapshot_every == 0 or last):
+        a, w, p, _, _ = layout.unpack(state.y)
+        run.save_snapshot(state.step, state.time, a.cpu().numpy(), w.cpu().numpy(), p.cpu().numpy())
+    if last or state.step % dyn.checkpoint_every == 0:
+        _commit(run, state, rng, row)
+    return new
+
+
+def _kicked(landscape, layout: Layout, y: torch.Tensor, kind: str, radius: float, rng) -> torch.Tensor:
+    a, w, p, gamma, dissipated = layout.unpack(y)
+    if kind == "isotropic":
+        delta = isotropic_kick(layout.m, layout.k + layout.d, radius, rng)
+    else:
+        measure = ParticleMeasure(a.cpu().numpy(), w.cpu().numpy(), (p / p.sum()).cpu().numpy())
+        delta = hessian_kick(landscape, measure, radius, rng)
+    delta = torch.as_tensor(delta, dtype=y.dtype, device=y.device)
+    return layout.pack(a + delta[:, : layout.k], w + delta[:, layout.k :], p, gamma, dissipated)
+
+
+def _birth_death(flow: ParticleFlow, layout: Layout, y, info: FieldValue, rate: float, h: float, rng):
+    a, w, p, gamma, dissipated = layout.unpack(y)
+    theta = torch.cat([a, w], dim=1).cpu().numpy()
+    theta_new, deaths, births = stochastic_birth_death(theta, info.first_variation, rate, h, rng)
+    if deaths + births == 0:
+        return y, 0.0, (0, 0)
+    before = flow.energy(y)
+    theta_t = torch.as_tensor(theta_new, dtype=y.dtype, device=y.device)
+    y_new = layout.pack(theta_t[:, : layout.k], theta_t[:, layout.k :], p, gamma, dissipated)
+    return y_new, flow.energy(y_new) - before, (deaths, births)
+
+
+def _row(layout: Layout, state: _State, info: FieldValue, h: float, events: list[str]) -> str:
+    _, _, p, _, dissipated = layout.unpack(state.y)
+    q = (p / p.sum()).cpu().numpy()
+    entropy = float(-(q[q > 0] * np.log(q[q > 0])).sum())
+    return RunDirectory.format_row(
+        {
+            "step": state.step,
+            "time": state.time,
+            "loss": info.loss,
+            "energy": info.energy,
+            "grad_norm": info.grad_norm,
+            "sigma_min": info.sigma_min,
+            "sigma_cond": info.sigma_max / info.sigma_min,
+            "entropy": entropy,
+            "energy_defect": info.energy - state.offset + float(dissipated),
+            "step_size": h,
+            "events": ";".join(events),
+        }
+    )
+
+
+def _commit(run: RunDirectory, state: _State, rng: np.random.Generator, row: str) -> None:
+    run.save_checkpoint(
+        Checkpoint(
+            y=state.y.cpu().numpy(),
+            step=state.step,
+            time=state.time,
+            step_size=state.h,
+            energy_offset=state.offset,
+            last_kick=state.last_kick,
+            rng_state=json.dumps(rng.bit_generator.state),
+            last_row=row,
+        )
+    )
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal stream, redrawn at most ten times a second."""
+
+    def __init__(self, stream: TextIO, dyn: DynamicsConfig) -> None:
+        self.stream = stream
+        self.dyn = dyn
+        self.last = 0.0
+
+    def update(self, state: _State, info: FieldValue) -> None:
+        now = wallclock.perf_counter()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        frac = state.step / self.dyn.steps if self.dyn.steps is not None else state.time / self.dyn.time
+        filled = int(30 * min(1.0, frac))
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * frac:5.1f}%  step {state.step}  t {state.time:.4g}  "
+            f"loss {info.loss:.6g}  |∇| {info.grad_norm:.2e}"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
