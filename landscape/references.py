@@ -20,15 +20,22 @@ __all__ = [
     "dense_hessian",
     "dense_wasserstein_hessian",
     "dense_spectrum",
+    "flat_second_variation_closed_form",
     "orthogonal_teacher_landscape",
     "teacher_measure",
     "dead_neuron_saddle",
 ]
 
 
-def dense_hessian(landscape: AttentionLandscape, measure: ParticleMeasure) -> torch.Tensor:
-    """``∇²F`` by ``torch.func.hessian``, shape (n, n), ``n = M·(k+d)`` (particle-major)."""
+def dense_hessian(landscape: AttentionLandscape, measure: ParticleMeasure, reverse: bool = False) -> torch.Tensor:
+    """``∇²F``, shape (n, n), ``n = M·(k+d)`` (particle-major).
+
+    By ``torch.func.hessian`` (forward over reverse), or with ``reverse=True`` by
+    ``jacrev(jacrev(F))``, a path that shares no forward-mode rule with the HVP.
+    """
     objective, theta = landscape.objective(measure)
+    if reverse:
+        return torch.func.jacrev(torch.func.jacrev(objective))(theta)
     return torch.func.hessian(objective)(theta)
 
 
@@ -60,6 +67,37 @@ def _inverse_sqrt_weights(measure: ParticleMeasure, dtype: torch.dtype, device) 
         raise ValueError(f"every weight must be positive for the L²(µ) metric, got min(p) = {p.min():.3g}.")
     s = np.repeat(p ** -0.5, measure.features + measure.dim)
     return torch.as_tensor(s, dtype=dtype, device=device)
+
+
+def flat_second_variation_closed_form(landscape: AttentionLandscape, measure: ParticleMeasure, nu: ParticleMeasure) -> float:
+    """``d²L_∞(µ_s)/ds²|₀`` for ``µ_s = (1 − s)µ + sν`` from second moments only (N = ∞).
+
+    With ``S(s) = Σ_{µ_s µ_s}``, ``B(s) = Σ_{µ_s °}`` (quadratic and affine in ``s``) and
+    ``f = tr(Bᵀ S⁻¹ B)``, ``L = ½(tr Σ_°° + τ² − f)`` and
+    ``f'' = 2tr(B'ᵀS⁻¹B') − 4tr(B'ᵀS⁻¹S'S⁻¹B) + 2tr(BᵀS⁻¹S'S⁻¹S'S⁻¹B) − tr(BᵀS⁻¹S''S⁻¹B)``
+    at ``s = 0``: ``S = Σ_µµ``, ``S' = X − 2Σ_µµ``, ``S'' = 2Σ_µµ − 2X + 2Σ_νν``,
+    ``B = Σ_µ°``, ``B' = Σ_ν° − Σ_µ°``, where ``X = Σ_µν + Σ_νµ`` is read off the moments of
+    the union measure (weights ``(p, q)``).
+    """
+    def moments(a, w, p):
+        t = [torch.as_tensor(np.asarray(x), dtype=torch.float64) for x in (a, w, p)]
+        m = landscape.expectation.moments(*t)
+        return m.sigma_mm.cpu().numpy(), m.sigma_mt.cpu().numpy()
+
+    s_mm, b_m = moments(measure.a, measure.w, measure.p)
+    s_nn, b_n = moments(nu.a, nu.w, nu.p)
+    s_uu, _ = moments(np.concatenate([measure.a, nu.a]), np.concatenate([measure.w, nu.w]), np.concatenate([measure.p, nu.p]))
+    x = s_uu - s_mm - s_nn
+    s1, s2 = x - 2 * s_mm, 2 * s_mm - 2 * x + 2 * s_nn
+    b, b1 = b_m, b_n - b_m
+    inv = np.linalg.inv(s_mm)
+    f2 = (
+        2 * np.trace(b1.T @ inv @ b1)
+        - 4 * np.trace(b1.T @ inv @ s1 @ inv @ b)
+        + 2 * np.trace(b.T @ inv @ s1 @ inv @ s1 @ inv @ b)
+        - np.trace(b.T @ inv @ s2 @ inv @ b)
+    )
+    return float(-0.5 * f2)
 
 
 # ------------------------------------------------------------ THEORY.md §9 cases
