@@ -16,6 +16,7 @@ import torch
 
 from . import __version__
 from .cli_train import register as register_train
+from .cli_verify import register as register_verify
 from .config import load_problem
 from .io import load_npz
 from .measure import ParticleMeasure
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ev.set_defaults(run=_evaluate)
     register_train(sub)
+    register_verify(sub)
     return parser
 
 

@@ -1,0 +1,133 @@
+"""Result records of claim checks: what was claimed, what was measured, and the verdict.
+
+A :class:`ClaimResult` is plain data (JSON round trip through :meth:`to_dict` /
+:meth:`from_dict`); ``results.json`` of ``landscape verify`` is a list of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Metric", "ClaimResult", "VERDICTS", "verdict_from_margin"]
+
+VERDICTS = ("pass", "fail", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A measured quantity.
+
+    Attributes:
+        value: the estimate (mean over seeds where there are several).
+        uncertainty: its standard error over seeds (0 for a deterministic quantity).
+        description: what it is, in words.
+    """
+
+    value: float
+    uncertainty: float = 0.0
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return {"value": _finite(self.value), "uncertainty": _finite(self.uncertainty), "description": self.description}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Metric":
+        return cls(_number(raw.get("value")), _number(raw.get("uncertainty", 0.0)), str(raw.get("description", "")))
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The outcome of one claim check.
+
+    Attributes:
+        id: the claim's contract id (e.g. ``benign-landscape``).
+        statement: the claim in words, with its source (THEORY.md §10, paper section).
+        verdict: ``pass``, ``fail`` or ``inconclusive``.
+        metrics: name → :class:`Metric`.
+        threshold: the rule the verdict applies, in words, with its numbers.
+        evidence: paths (relative to the output folder) of files that back the verdict.
+        table: optional rows (list of dicts) shown in reports.
+        seconds: wall time of the check.
+    """
+
+    id: str
+    statement: str
+    verdict: str
+    metrics: dict[str, Metric]
+    threshold: str
+    evidence: list[str] = field(default_factory=list)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}.")
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "statement": self.statement,
+            "verdict": self.verdict,
+            "metrics": {name: metric.to_dict() for name, metric in self.metrics.items()},
+            "threshold": self.threshold,
+            "evidence": list(self.evidence),
+            "table": [{k: _jsonable(v) for k, v in row.items()} for row in self.table],
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ClaimResult":
+        """Parse one record; raises ``ValueError`` naming what is missing or malformed."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"a result record must be an object, got {type(raw).__name__}.")
+        missing = [key for key in ("id", "verdict", "metrics", "threshold") if key not in raw]
+        if missing:
+            raise ValueError(f"result record lacks {', '.join(missing)}.")
+        metrics = raw["metrics"]
+        if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+            raise ValueError(f"metrics of {raw['id']!r} must map names to objects.")
+        return cls(
+            id=str(raw["id"]),
+            statement=str(raw.get("statement", "")),
+            verdict=str(raw["verdict"]),
+            metrics={str(name): Metric.from_dict(m) for name, m in metrics.items()},
+            threshold=str(raw["threshold"]),
+            evidence=[str(e) for e in raw.get("evidence", [])],
+            table=list(raw.get("table", [])),
+            seconds=_number(raw.get("seconds", 0.0)),
+        )
+
+
+def verdict_from_margin(passes: bool, fails: bool) -> str:
+    """``pass`` if the evidence clears the threshold, ``fail`` if it contradicts it, else ``inconclusive``."""
+    if passes and not fails:
+        return "pass"
+    if fails:
+        return "fail"
+    return "inconclusive"
+
+
+def _finite(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _number(x: Any) -> float:
+    if x is None:
+        return math.nan
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"expected a number, got {x!r}.")
+    return float(x)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, (int, str, bool)) or value is None:
+        return value
+    try:
+        return _finite(float(value))
+    except (TypeError, ValueError):
+        return str(value)
