@@ -1,0 +1,152 @@
+"""Figures at critical points: Hessian spectra, ψ0 on the particles, flat curvature against its bound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .plotting import COLORS, new_figure
+
+__all__ = ["SpectrumRow", "CurvatureRow", "spectra_figure", "psi0_figure", "curvature_figure"]
+
+
+@dataclass(frozen=True)
+class SpectrumRow:
+    """The Hessian eigenvalues found at one critical point.
+
+    Attributes:
+        name: the point's label; classification: its verdict.
+        spectrum: eigenvalues on the complement of the null directions.
+        null_spectrum: eigenvalues on the null directions (empty when not computed).
+        null_dim: dimension of the deflated null space (None when unknown).
+    """
+
+    name: str
+    classification: str
+    spectrum: list[float]
+    null_spectrum: list[float] = field(default_factory=list)
+    null_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class CurvatureRow:
+    """The flat curvature ratio ``(d²L/ds²)/L²`` at one non-global critical point and ``4/(k R₁²)``."""
+
+    name: str
+    ratio: float
+    bound: float | None
+
+
+def spectra_figure(rows: list[SpectrumRow]) -> Figure:
+    """One line per critical point: the spectrum off the null directions, and the null directions apart.
+
+    The x axis is symmetric-logarithmic; negative eigenvalues (descent directions) are
+    orange, the rest blue; null-direction eigenvalues are grey crosses on their own line
+    below, or, where they were deflated without being computed, their count is written.
+    """
+    fig = new_figure(6.4, 1.2 + 0.75 * len(rows))
+    ax = fig.add_subplot()
+    values = np.concatenate([np.abs(r.spectrum + r.null_spectrum) for r in rows] + [np.zeros(1)])
+    nonzero = values[values > 0]
+    ax.set_xscale("symlog", linthresh=float(nonzero.min()) if nonzero.size else 1e-12)
+    seen: set[str] = set()
+
+    def label(key: str, present: bool) -> str | None:
+        if present and key not in seen:
+            seen.add(key)
+            return key
+        return None
+
+    for y, row in enumerate(rows):
+        spec = np.asarray(row.spectrum, dtype=float)
+        for key, mask, color in (("negative eigenvalue", spec < 0, COLORS["bad"]), ("eigenvalue ≥ 0", spec >= 0, COLORS["main"])):
+            ax.plot(spec[mask], np.full(mask.sum(), -y), "o", ms=5, color=color, label=label(key, bool(mask.any())))
+        if row.null_spectrum:
+            ax.plot(row.null_spectrum, np.full(len(row.null_spectrum), -y - 0.3), "x", ms=5, color=COLORS["null"],
+                    label=label("null directions", True))
+        elif row.null_dim:
+            ax.annotate(f"+ {row.null_dim} null directions deflated", (0.99, -y - 0.3), xycoords=("axes fraction", "data"),
+                        ha="right", va="center", fontsize=7, color=COLORS["null"])
+    ax.axvline(0.0, color=COLORS["theory"], lw=0.6)
+    ax.set_yticks([-y for y in range(len(rows))], [f"{r.name}\n({r.classification})" for r in rows], fontsize=7)
+    ax.set_ylim(-len(rows) + 0.4, 0.6)
+    ax.set_xlabel("Hessian eigenvalue λ (symmetric log scale)")
+    ax.set_title("Wasserstein Hessian spectra at critical points")
+    ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def psi0_figure(w: np.ndarray, psi_w: np.ndarray, u: np.ndarray, lam: float | None) -> Figure:
+    """Particles' ``w`` and ψ0's ``w`` part, projected onto the teacher directions.
+
+    Args:
+        w: array of shape (M, d), the particles' inner weights.
+        psi_w: array of shape (M, d), ψ0's ``w`` components per particle.
+        u: array of shape (L, d), the teacher directions ``u_l``.
+        lam: the eigenvalue of ψ0 (for the title), if known.
+
+    Panels plot the coordinates ``w·u_l/|u_l|`` for consecutive pairs of teacher directions
+    (up to three panels; with one direction, the second axis is ``|w⊥|``, the part of ``w``
+    orthogonal to every ``u_l``). Arrows are ψ0's projected ``w`` part, scaled so the
+    longest is a quarter of the panel; teacher neurons are stars.
+
+    Raises:
+        ValueError: shapes that do not agree.
+    """
+    if w.ndim != 2 or psi_w.shape != w.shape or u.ndim != 2 or u.shape[1] != w.shape[1]:
+        raise ValueError(f"ψ0 figure needs w (M, d), ψ0_w (M, d), u (L, d); got {w.shape}, {psi_w.shape}, {u.shape}.")
+    basis = u / np.linalg.norm(u, axis=1, keepdims=True)
+    coords, arrows, teacher = w @ basis.T, psi_w @ basis.T, u @ basis.T
+    if len(u) == 1:
+        q, _ = np.linalg.qr(basis.T)
+        perp = lambda x: np.linalg.norm(x - (x @ q) @ q.T, axis=1, keepdims=True)  # noqa: E731
+        coords = np.hstack([coords, perp(w)])
+        arrows = np.hstack([arrows, perp(w + psi_w) - perp(w)])
+        teacher = np.hstack([teacher, np.zeros((1, 1))])
+        pairs, names = [(0, 1)], ["u_1", "|w⊥|"]
+    else:
+        pairs = [(i, i + 1) for i in range(min(len(u) - 1, 3))]
+        names = [f"u_{i + 1}" for i in range(len(u))]
+    fig = new_figure(3.3 * len(pairs), 3.4)
+    for n, (i, j) in enumerate(pairs):
+        ax = fig.add_subplot(1, len(pairs), n + 1)
+        span = max(np.ptp(np.concatenate([coords[:, [i, j]], teacher[:, [i, j]]]), axis=0).max(), 1e-12)
+        longest = np.linalg.norm(arrows[:, [i, j]], axis=1).max()
+        scale = 0.25 * span / longest if longest > 0 else 0.0
+        ax.scatter(teacher[:, i], teacher[:, j], marker="*", s=120, color=COLORS["plateau"], label="teacher u_l", zorder=3)
+        ax.scatter(coords[:, i], coords[:, j], s=18, color=COLORS["main"], label="particles w_i", zorder=4)
+        ax.quiver(coords[:, i], coords[:, j], scale * arrows[:, i], scale * arrows[:, j], angles="xy", scale_units="xy",
+                  scale=1.0, color=COLORS["kick"], width=0.006, label="ψ0 (w part)", zorder=5)
+        ax.set_xlabel(f"w · {names[i]}/|{names[i]}|" if names[i].startswith("u") else names[i])
+        ax.set_ylabel(f"w · {names[j]}/|{names[j]}|" if names[j].startswith("u") else names[j])
+        ax.set_aspect("equal", adjustable="datalim")
+        if n == 0:
+            ax.legend(fontsize="x-small", loc="best")
+    fig.suptitle("ψ0 on the particles" + (f" (λ_min = {lam:.3g})" if lam is not None else ""), fontsize="medium")
+    return fig
+
+
+def curvature_figure(rows: list[CurvatureRow]) -> Figure:
+    """The measured ratio ``(d²L/ds²)/L(µ)²`` per point beside ``−4/(k R₁²)``.
+
+    The bound says ``ratio ≤ −4/(k R₁²)``; a point above its bar (orange) contradicts it.
+    """
+    fig = new_figure(6.4, 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    for i, row in enumerate(rows):
+        holds = row.bound is None or row.ratio <= -row.bound
+        ax.plot(i, row.ratio, "o", ms=7, color=COLORS["main"] if holds else COLORS["bad"],
+                label=None if i else "measured (d²L/ds²)/L²")
+        if row.bound is not None:
+            ax.plot([i - 0.3, i + 0.3], [-row.bound, -row.bound], color=COLORS["theory"], lw=1.5,
+                    label=None if i else "bound −4/(k R₁²)")
+    ax.axhline(0.0, color=COLORS["null"], lw=0.6)
+    ax.set_yscale("symlog", linthresh=min([abs(r.ratio) for r in rows if r.ratio] + [abs(r.bound) for r in rows if r.bound] + [1.0]))
+    ax.set_xticks(x, [r.name for r in rows], fontsize=7, rotation=20 if len(rows) > 4 else 0)
+    ax.set_ylabel("curvature ratio (symlog)")
+    ax.set_title("Flat second variation against the bound")
+    ax.legend(fontsize="small", loc="best")
+    return fig

@@ -1,0 +1,251 @@
+"""Reading what the other commands wrote: results, trajectories, analyses and particles.
+
+Three kinds of input folder are recognised by :func:`detect_kind`:
+
+* ``verify``: ``results.json`` of ``landscape verify`` (a list of claim records);
+* ``run``: a ``landscape train`` run directory (``trajectory.csv``);
+* ``analysis``: a ``landscape analyze`` output (``analysis.json``, optionally ``psi0.npz``).
+
+Every reader raises ``ValueError`` with one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landscape.io import load_npz
+
+__all__ = [
+    "Metric",
+    "Claim",
+    "Trajectory",
+    "detect_kind",
+    "read_json",
+    "read_results",
+    "read_trajectory",
+    "find_particles",
+    "find_teacher_directions",
+]
+
+KINDS = {"verify": "results.json", "run": "trajectory.csv", "analysis": "analysis.json"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A measured quantity of a claim; ``value``/``uncertainty`` are None where results.json holds null."""
+
+    value: float | None
+    uncertainty: float | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One record of ``results.json`` (see ``verification/records.py``)."""
+
+    id: str
+    statement: str
+    verdict: str
+    metrics: dict[str, Metric]
+    threshold: str
+    evidence: list[str] = field(default_factory=list)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The columns of a ``trajectory.csv``.
+
+    Attributes:
+        columns: name → float array of shape (n,) for every numeric column present
+            (``time``, ``loss`` and ``grad_norm`` always are).
+        events: the ``events`` cell of each row (``""`` where none), length n.
+    """
+
+    columns: dict[str, np.ndarray]
+    events: list[str]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+def detect_kind(folder: Path) -> str:
+    """``verify``, ``run`` or ``analysis``, from the files in ``folder`` (checked in that order).
+
+    Raises:
+        ValueError: ``folder`` is not a directory or holds none of the three files.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"report input {str(folder)!r} is not a directory.")
+    for kind, name in KINDS.items():
+        if (folder / name).is_file():
+            return kind
+    raise ValueError(
+        f"report input {str(folder)!r} holds none of results.json (verify), trajectory.csv (train) or analysis.json (analyze)."
+    )
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (NaN and infinities refused); ``ValueError`` naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not readable JSON ({' '.join(str(err).split())}).") from None
+
+
+def _refuse_constant(name: str) -> None:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def read_results(path: Path) -> list[Claim]:
+    """The claim records of a ``results.json``.
+
+    Raises:
+        ValueError: not a list of records with ``id``, ``verdict``, ``metrics`` and ``threshold``.
+    """
+    raw = read_json(path)
+    if not isinstance(raw, list):
+        raise ValueError(f"{str(path)!r} must hold a list of claim records, got {type(raw).__name__}.")
+    return [_claim(record, path, i) for i, record in enumerate(raw)]
+
+
+def _claim(raw: Any, path: Path, index: int) -> Claim:
+    where = f"record {index} of {str(path)!r}"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be an object, got {type(raw).__name__}.")
+    missing = [key for key in ("id", "verdict", "metrics", "threshold") if key not in raw]
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(missing)}.")
+    metrics = raw["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
+        raise ValueError(f"metrics of {where} must map names to objects.")
+    table = raw.get("table") or []
+    if not isinstance(table, list) or not all(isinstance(row, dict) for row in table):
+        raise ValueError(f"table of {where} must be a list of objects.")
+    evidence = raw.get("evidence") or []
+    if not isinstance(evidence, list):
+        raise ValueError(f"evidence of {where} must be a list of paths.")
+    return Claim(
+        id=str(raw["id"]),
+        statement=str(raw.get("statement", "")),
+        verdict=str(raw["verdict"]),
+        metrics={
+            str(name): Metric(_number(m.get("value"), where), _number(m.get("uncertainty"), where), str(m.get("description", "")))
+            for name, m in metrics.items()
+        },
+        threshold=str(raw["threshold"]),
+        evidence=[str(e) for e in evidence],
+        table=table,
+        seconds=_number(raw.get("seconds"), where),
+    )
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number or null, got {value!r}.")
+    return float(value)
+
+
+def read_trajectory(path: Path) -> Trajectory:
+    """Read a ``trajectory.csv`` (columns of ``landscape/dynamics/rundir.py``).
+
+    Empty cells read as NaN; a partial last line (a run killed mid-write) is dropped.
+
+    Raises:
+        ValueError: unreadable file, no ``time``/``loss``/``grad_norm`` column, no rows, or a
+            cell that is not a number.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"trajectory {str(path)!r} is not readable ({type(err).__name__}).") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise ValueError(f"trajectory {str(path)!r} is empty.")
+    header = [name.strip() for name in rows[0]]
+    missing = [name for name in ("time", "loss", "grad_norm") if name not in header]
+    if missing:
+        raise ValueError(f"trajectory {str(path)!r} lacks column(s) {', '.join(missing)}.")
+    body = [row for row in rows[1:] if len(row) == len(header)]
+    if not body:
+        raise ValueError(f"trajectory {str(path)!r} has no complete rows.")
+    columns: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        if name == "events":
+            continue
+        try:
+            columns[name] = np.array([float(row[j]) if row[j].strip() else math.nan for row in body])
+        except ValueError:
+            raise ValueError(f"trajectory {str(path)!r}: column {name!r} holds a value that is not a number.") from None
+    events = [row[header.index("events")].strip() for row in body] if "events" in header else [""] * len(body)
+    return Trajectory(columns, events)
+
+
+def find_particles(folder: Path, analysis: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The measure an analysis was made at: arrays ``a`` (M, k) and ``w`` (M, d), or None.
+
+    Looked for, in order: a path under the key ``measure`` of ``analysis.json`` (relative to
+    ``folder``), then ``measure.npz`` and ``final.npz`` in ``folder`` and its parent.
+    """
+    candidates = []
+    if isinstance(analysis.get("measure"), str):
+        candidates.append(folder / analysis["measure"])
+    for base in (folder, folder.parent):
+        candidates += [base / "measure.npz", base / "final.npz"]
+    for path in candidates:
+        if path.is_file():
+            return load_npz(path, required=("a", "w"), what="measure")
+    return None
+
+
+def find_teacher_directions(folder: Path, analysis: dict[str, Any] | None = None) -> np.ndarray | None:
+    """The teacher directions ``u_l`` (array of shape (L, d)) from a problem file, or None.
+
+    Looked for, in order: the path under the key ``problem`` of ``analysis.json``, then
+    ``config.toml`` and ``problem.toml`` in ``folder`` and its parent. The ``[teacher]``
+    table gives ``u`` inline or ``file`` (an ``.npz`` with ``u``; relative to the TOML file).
+    """
+    candidates = []
+    if analysis is not None and isinstance(analysis.get("problem"), str):
+        candidates.append(folder / analysis["problem"])
+    for base in (folder, folder.parent):
+        candidates += [base / "config.toml", base / "problem.toml"]
+    for path in candidates:
+        if path.is_file():
+            return _teacher_u(path)
+    return None
+
+
+def _teacher_u(path: Path) -> np.ndarray | None:
+    try:
+        teacher = tomllib.loads(path.read_text(encoding="utf-8")).get("teacher", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"problem file {str(path)!r} is not readable TOML ({type(err).__name__}).") from None
+    if isinstance(teacher.get("file"), str):
+        return load_npz(path.parent / teacher["file"], required=("u",), what="teacher")["u"]
+    if "u" not in teacher:
+        return None
+    try:
+        u = np.array(teacher["u"], dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"[teacher] u in {str(path)!r} is not a numeric matrix.") from None
+    if u.ndim != 2 or not np.all(np.isfinite(u)):
+        raise ValueError(f"[teacher] u in {str(path)!r} must be a finite matrix, got shape {u.shape}.")
+    return u

@@ -1,0 +1,139 @@
+r"""Plateaus, training phases and the conditioning of ``Σ_µµ`` within each phase.
+
+**Plateau rule.** Over a trajectory with times ``t``, loss ``L`` and stationarity residual
+``g``, let ``ΔL = max L − min L`` and ``tol = loss_rel · ΔL`` (default 2% of the run's loss
+range). The run has *settled* on the longest final stretch where ``L − min L ≤ tol``. A
+*plateau* is a stretch of consecutive rows where the residual is small,
+``g ≤ g_rel · max g`` (default 10% of the run's largest residual), and the loss varies by
+at most ``tol``, that lies well above where the run ends, ``L − min L > 5·tol``; stretches
+are grown greedily from their first row. Both must last at least
+``min_duration · (t_end − t_0)`` (default 5% of the run).
+
+**Phases.** The boundaries are the ends of every plateau and the times of every event
+(perturbation, birth, death); a phase is the stretch between two consecutive boundaries
+with at least two rows. Within each phase the report gives ``max/min`` of
+``λ_min(Σ_µµ)`` and the relative variation ``(max − min)/max``, beside the paper's
+observation (THEORY.md §10, claim 5) that it varied by at most 25% within each phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .inputs import Trajectory
+
+__all__ = ["Plateau", "Phase", "find_plateaus", "find_phases", "event_times", "PAPER_VARIATION"]
+
+#: the paper's observation: λ_min(Σ_µµ) varied by at most 25% within each training phase.
+PAPER_VARIATION = 0.25
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Rows ``start..stop`` (inclusive) of a trajectory where the loss stalls.
+
+    Attributes:
+        final: whether this is the final stretch where the run settled (not a plateau passed on the way).
+    """
+
+    start: int
+    stop: int
+    t_start: float
+    t_stop: float
+    loss: float
+    final: bool
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Rows ``start..stop`` (inclusive) between two boundaries, with the range of ``λ_min(Σ_µµ)``."""
+
+    start: int
+    stop: int
+    t_start: float
+    t_stop: float
+    sigma_lo: float
+    sigma_hi: float
+
+    @property
+    def ratio(self) -> float:
+        """``max/min`` of ``λ_min(Σ_µµ)`` over the phase."""
+        return self.sigma_hi / self.sigma_lo if self.sigma_lo > 0 else float("inf")
+
+    @property
+    def variation(self) -> float:
+        """``(max − min)/max`` of ``λ_min(Σ_µµ)`` over the phase (the paper's 25% measure)."""
+        return (self.sigma_hi - self.sigma_lo) / self.sigma_hi if self.sigma_hi > 0 else float("nan")
+
+
+def find_plateaus(
+    traj: Trajectory, g_rel: float = 0.1, loss_rel: float = 0.02, min_duration: float = 0.05
+) -> list[Plateau]:
+    """The plateaus of ``traj`` by the rule of this module's docstring, in time order."""
+    t, loss, g = traj["time"], traj["loss"], traj["grad_norm"]
+    ok = np.isfinite(t) & np.isfinite(loss) & np.isfinite(g)
+    if ok.sum() < 3:
+        return []
+    span, floor = float(t[ok][-1] - t[ok][0]), float(np.min(loss[ok]))
+    tol = loss_rel * float(np.ptp(loss[ok]))
+    if span <= 0 or tol <= 0:
+        return []
+    quiet = ok & (g <= g_rel * float(np.max(g[ok]))) & (loss - floor > 5 * tol)
+    found = []
+    i, n = 0, len(t)
+    while i < n:
+        if not quiet[i]:
+            i += 1
+            continue
+        lo = hi = loss[i]
+        j = i
+        while j + 1 < n and quiet[j + 1] and max(hi, loss[j + 1]) - min(lo, loss[j + 1]) <= tol:
+            j += 1
+            lo, hi = min(lo, loss[j]), max(hi, loss[j])
+        if t[j] - t[i] >= min_duration * span:
+            found.append(Plateau(i, j, float(t[i]), float(t[j]), float(np.median(loss[i : j + 1])), False))
+        i = j + 1
+    near = ok & (loss - floor <= tol)
+    start = n
+    while start > 0 and near[start - 1]:
+        start -= 1
+    if start < n - 1 and t[n - 1] - t[start] >= min_duration * span:
+        found.append(Plateau(start, n - 1, float(t[start]), float(t[n - 1]), float(np.median(loss[start:])), True))
+    return found
+
+
+def event_times(traj: Trajectory) -> dict[str, list[float]]:
+    """Times of each event kind: ``kick`` (perturbations), ``birth``, ``death`` (any other name kept as is).
+
+    The ``events`` cell holds ``;``-separated entries such as ``kick:isotropic`` or ``death:3``.
+    """
+    out: dict[str, list[float]] = {}
+    for time, cell in zip(traj["time"], traj.events):
+        for entry in filter(None, (e.strip() for e in cell.split(";"))):
+            out.setdefault(entry.split(":", 1)[0], []).append(float(time))
+    return out
+
+
+def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
+    """The phases of ``traj`` (between plateau ends and events) with their ``λ_min(Σ_µµ)`` range.
+
+    Returns an empty list when the trajectory has no ``sigma_min`` column.
+    """
+    if "sigma_min" not in traj:
+        return []
+    t, sigma = traj["time"], traj["sigma_min"]
+    cuts = {0, len(t)}
+    for plateau in plateaus:
+        cuts |= {plateau.start, plateau.stop + 1}
+    for i, cell in enumerate(traj.events):
+        if cell:
+            cuts.add(i)
+    edges = sorted(c for c in cuts if 0 <= c <= len(t))
+    phases = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        values = sigma[lo:hi][np.isfinite(sigma[lo:hi])]
+        if hi - lo >= 2 and values.size:
+            phases.append(Phase(lo, hi - 1, float(t[lo]), float(t[hi - 1]), float(values.min()), float(values.max())))
+    return phases

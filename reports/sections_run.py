@@ -1,0 +1,157 @@
+"""Report sections for one training run and for one critical-point analysis."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from landscape.io import load_npz
+
+from . import fig_points, fig_run
+from .document import Section, Table, exact, short
+from .inputs import find_particles, find_teacher_directions, read_json, read_trajectory
+from .phases import PAPER_VARIATION, event_times, find_phases, find_plateaus
+from .plotting import render_figure
+
+__all__ = ["run_section", "analysis_section", "noise_floor"]
+
+
+def noise_floor(run: Path) -> float | None:
+    """``½τ²`` from ``config.toml`` when the prompt length is infinite (the floor of ``L_∞``), else None."""
+    path = run / "config.toml"
+    if not path.is_file():
+        return None
+    try:
+        task = tomllib.loads(path.read_text(encoding="utf-8")).get("task", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    noise = task.get("noise", 0.0)
+    if task.get("prompt_length", "inf") != "inf" or isinstance(noise, bool) or not isinstance(noise, (int, float)):
+        return None
+    return 0.5 * float(noise) ** 2
+
+
+def run_section(run: Path, slug: str, title: str) -> Section:
+    """A section for the run directory ``run``: summary, plateaus, phases and the three run figures.
+
+    Raises:
+        ValueError: a malformed ``trajectory.csv``.
+    """
+    traj = read_trajectory(run / "trajectory.csv")
+    plateaus = find_plateaus(traj)
+    phases = find_phases(traj, plateaus)
+    section = Section(title, anchor=slug)
+    last = {name: float(column[-1]) for name, column in traj.columns.items()}
+    events = event_times(traj)
+    summary = [
+        ["rows recorded", str(len(traj))],
+        ["final time", exact(last["time"])],
+        ["final loss", exact(last["loss"])],
+        ["final residual ‖∇δL/δµ‖", exact(last["grad_norm"])],
+    ]
+    if "sigma_min" in last:
+        summary.append(["final λ_min(Σ_µµ)", exact(last["sigma_min"])])
+    summary += [[f"{kind} events", str(len(times))] for kind, times in sorted(events.items())]
+    status_file = run / "status.json"
+    if status_file.is_file():
+        status = read_json(status_file)
+        if isinstance(status, dict):
+            summary.insert(0, ["status", f"{status.get('status', '?')}: {status.get('message', '')}"])
+    section.tables.append(Table(["quantity", "value"], summary, caption="Run summary"))
+    if plateaus:
+        section.tables.append(
+            Table(
+                ["kind", "t start", "t end", "duration", "loss (median)"],
+                [["settled" if p.final else "plateau", short(p.t_start), short(p.t_stop), short(p.t_stop - p.t_start), short(p.loss, 6)]
+                 for p in plateaus],
+                caption="Plateaus: residual ≤ 10% of its peak, loss steady within 2% of its range and well above the final "
+                "level; settled: within 2% of the range from the minimum until the end; each ≥ 5% of the run",
+            )
+        )
+    if phases:
+        section.tables.append(
+            Table(
+                ["phase", "t start", "t end", "λ_min(Σ_µµ) min", "max", "max/min", "variation", f"≤ {PAPER_VARIATION:.0%}"],
+                [[str(i + 1), short(p.t_start), short(p.t_stop), short(p.sigma_lo), short(p.sigma_hi), short(p.ratio),
+                  f"{p.variation:.1%}", "yes" if p.variation <= PAPER_VARIATION else "no"] for i, p in enumerate(phases)],
+                caption="Conditioning within each phase (phases end at plateau boundaries and events)",
+            )
+        )
+    floor = noise_floor(run)
+    section.figures.append(render_figure(
+        fig_run.loss_figure(traj, plateaus, floor), f"{slug}-loss",
+        "Loss against time; plateaus shaded (orange: passed, green: settled), perturbations dashed, births/deaths as ticks"
+        + ("; dotted: the noise floor ½τ²." if floor is not None else "."),
+    ))
+    section.figures.append(render_figure(
+        fig_run.residual_figure(traj, plateaus), f"{slug}-residual",
+        "Stationarity residual ‖∇δL/δµ‖ in L²(µ) on a log scale: it dips at saddles and decays at a minimum.",
+    ))
+    if phases:
+        section.figures.append(render_figure(
+            fig_run.sigma_figure(traj, phases), f"{slug}-sigma",
+            "λ_min(Σ_µµ) with each phase's [min, max] band and its max/min ratio; "
+            f"green bands vary by at most {PAPER_VARIATION:.0%} (the paper's observation), orange ones by more.",
+        ))
+    return section
+
+
+def _scalars(raw: dict[str, Any], prefix: str = "") -> list[list[str]]:
+    """Rows ``[key, value]`` for every number, string or boolean in ``raw``, nested dicts flattened with dots."""
+    rows = []
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and prefix.count(".") < 1:
+            rows += _scalars(value, f"{name}.")
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            rows.append([name, exact(value)])
+    return rows
+
+
+def analysis_section(folder: Path, slug: str, title: str) -> Section:
+    """A section for an ``analyze`` output: its numbers, warnings, spectrum, ψ0 and curvature figures.
+
+    Raises:
+        ValueError: a malformed ``analysis.json`` or ``psi0.npz``.
+    """
+    raw = read_json(folder / "analysis.json")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{str(folder / 'analysis.json')!r} must hold an object.")
+    section = Section(title, anchor=slug)
+    section.notes += [str(w) for w in raw.get("warnings") or []]
+    section.tables.append(Table(["quantity", "value"], _scalars(raw), caption="Analysis (analysis.json)"))
+    hessian = raw.get("hessian") if isinstance(raw.get("hessian"), dict) else {}
+    eigenvalues = [float(v) for v in hessian.get("eigenvalues") or [] if isinstance(v, (int, float))]
+    name = str(raw.get("name", folder.name))
+    if eigenvalues:
+        row = fig_points.SpectrumRow(name, str(raw.get("classification", "?")), eigenvalues,
+                                     [float(v) for v in hessian.get("null_spectrum") or []], hessian.get("null_dim"))
+        section.figures.append(render_figure(
+            fig_points.spectra_figure([row]), f"{slug}-spectrum",
+            "Smallest Hessian eigenvalues off the null directions (orange: negative, a descent direction); "
+            "the deflated null directions are counted apart.",
+        ))
+    psi_file = folder / "psi0.npz"
+    particles = find_particles(folder, raw) if psi_file.is_file() else None
+    u = find_teacher_directions(folder, raw) if particles is not None else None
+    if psi_file.is_file() and (particles is None or u is None):
+        section.notes.append("psi0.npz found but not drawn: the measure (measure.npz / final.npz) or the teacher (config.toml) is missing.")
+    if particles is not None and u is not None:
+        psi = load_npz(psi_file, required=("a", "w"), what="psi0")
+        lam = hessian.get("lambda_min")
+        section.figures.append(render_figure(
+            fig_points.psi0_figure(particles["w"], psi["w"], u, float(lam) if isinstance(lam, (int, float)) else None), f"{slug}-psi0",
+            "ψ0 drawn on the particles: each particle's w projected on the teacher directions (dots), teacher neurons "
+            "(stars), and ψ0's w part as arrows (the direction the eigenfunction moves each particle).",
+        ))
+    curvature = raw.get("curvature")
+    if isinstance(curvature, dict) and isinstance(curvature.get("ratio"), (int, float)) and math.isfinite(curvature["ratio"]):
+        bound = curvature.get("bound_constant")
+        row = fig_points.CurvatureRow(name, float(curvature["ratio"]), float(bound) if isinstance(bound, (int, float)) else None)
+        section.figures.append(render_figure(
+            fig_points.curvature_figure([row]), f"{slug}-curvature",
+            "Flat curvature ratio (d²L/ds²)/L(µ)² beside −4/(k R₁²): the bound holds when the dot lies below the bar.",
+        ))
+    return section
