@@ -1,0 +1,29 @@
+"""``landscape report INPUT --out DIR``: an HTML page and a Markdown summary with figures.
+
+INPUT is a ``landscape verify`` output (``results.json``), a ``landscape train`` run
+directory (``trajectory.csv``) or a ``landscape analyze`` output (``analysis.json``). Bad
+input ends with one ``error:`` line and exit status 2, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reports.build import build_report
+
+    index = build_report(Path(args.input), Path(args.out))
+    print(f"report: {index}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``report`` to the ``landscape`` command's subparsers."""
+    parser = subparsers.add_parser("report", help="HTML + Markdown report of a verify, train or analyze output")
+    parser.add_argument("input", metavar="INPUT", help="a verify output, a train run directory or an analyze output")
+    parser.add_argument("--out", required=True, help="output folder for index.html, summary.md and figures/")
+    parser.set_defaults(run=_report)
