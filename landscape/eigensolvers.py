@@ -26,7 +26,8 @@ from .operators import DeflatedOperator, LinearOperator
 __all__ = ["EigenResult", "EigenNoConvergence", "smallest_eigenpairs", "METHODS"]
 
 METHODS = ("lanczos", "lobpcg", "dense")
-#: operators this small are solved densely (eigsh needs ``count < n``; LOBPCG needs ``n ≥ 5·block``).
+#: operators this small are solved densely (as are those where eigsh would need ``count ≥ n − 1``
+#: or LOBPCG a block above a fifth of the free dimension).
 DENSE_BELOW = 24
 
 
@@ -121,7 +122,8 @@ def smallest_eigenpairs(
     rng = np.random.default_rng(seed)
     probe = torch.as_tensor(_start(basis, n, 4, rng), dtype=operator.dtype, device=operator.device)
     spread = float(((probe * operator.matmat(probe)).sum(0) / (probe * probe).sum(0)).abs().max())
-    if method == "dense" or n < DENSE_BELOW or count >= free - 1:
+    too_small = n < DENSE_BELOW or count >= free - 1 or (method == "lobpcg" and free < 5 * (count + 2))
+    if method == "dense" or too_small:
         lam, vec, iterations, finished, method = _dense(operator, basis, count)
     elif method == "lanczos":
         lam, vec, iterations, finished = _lanczos(operator, basis, count, tol, maxiter, rng, spread)
@@ -176,7 +178,7 @@ def _lanczos(operator, basis, count, tol, maxiter, rng, spread):
 
 
 def _lobpcg(operator, basis, count, tol, maxiter, rng):
-    block = min(count + 2, max(count, (operator.size - basis.shape[1]) // 5))
+    block = count + 2
     x = _start(basis, operator.size, block, rng)
     y = basis.cpu().numpy() if basis.shape[1] else None
     with warnings.catch_warnings(record=True) as caught:

@@ -121,22 +121,23 @@ class WassersteinHessian(LinearOperator):
     Args:
         landscape: the attention landscape.
         measure: ``µ`` with M particles and positive weights ``p`` (M,).
+        mode: how Hessian-vector products are taken (:mod:`landscape.hessian`).
 
     Attributes:
         hvp: the Euclidean Hessian-vector product (its ``calls`` count HVPs).
         scale: tensor of shape (n,), ``p_i^{-1/2}`` repeated ``k + d`` times.
 
     Raises:
-        ValueError: when the measure does not fit the problem or a weight is zero.
+        ValueError: when the measure does not fit the problem, a weight is zero or the mode is unknown.
     """
 
-    def __init__(self, landscape: AttentionLandscape, measure: ParticleMeasure) -> None:
+    def __init__(self, landscape: AttentionLandscape, measure: ParticleMeasure, mode: str = "reverse") -> None:
         p = np.asarray(measure.p)
         if np.any(p <= 0):
             raise ValueError(
                 f"the L²(µ) metric needs positive weights, got min(p) = {p.min():.3g}; drop zero-weight particles first."
             )
-        self.hvp = hessian_vector_product(landscape, measure)
+        self.hvp = hessian_vector_product(landscape, measure, mode)
         super().__init__(self.hvp.size, landscape.dtype, landscape.device)
         self.landscape = landscape
         self.measure = measure
