@@ -1,0 +1,140 @@
+r"""Claim ``rates`` (THEORY.md §10.4; Kim & Suzuki 2024, improvement rates).
+
+Three measurable statements about the Wasserstein gradient flow, on the orthogonal erf
+teacher of THEORY.md §9 (``k° = k = M = 2``, ``d = 3``, exact expectations):
+
+1. *Energy identity*: ``dL/dt = −‖∇_θ δL/δµ‖²_{L²(µ)}``; the integrated defect
+   ``L(t) − L(0) + ∫ ‖∇δL/δµ‖² dt`` stays at the integrator's tolerance, relative to the
+   total decrease ``L(0) − L(T)``.
+2. *Decay near a global minimum*: ``L − L*`` falls like ``e^{−2 λ⁺_min t}``, ``λ⁺_min`` the
+   smallest eigenvalue of the Wasserstein Hessian at the teacher off its ``k²`` null
+   directions (dense ``eigh``); the fitted rate of ``log(L − L*)`` is compared with it.
+3. *Escape from a strict saddle*: after an isotropic kick of radius ``r`` at the
+   dead-neuron saddle, the time to lose half the excess loss grows like
+   ``log(1/r)/|λ_min|``; the fitted slope against ``log(1/r)`` is compared with ``1/|λ_min|``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from landscape.measure import ParticleMeasure
+from landscape.references import dense_spectrum
+
+from .baseline import Tolerance
+from .parallel import TaskPool
+from .profiles import Profile
+from .records import ClaimResult, Metric, verdict_from_margin
+from .scenarios import dead_neuron_saddle, landscape_of, orthogonal_teacher_problem, run_training, write_evidence
+
+CLAIM_ID = "rates"
+STATEMENT = (
+    "Away from critical points dL/dt = −‖∇δL/δµ‖²; near a global minimum L − L* decays exponentially at "
+    "about 2λ⁺_min; near a strict saddle the escape time grows like log(1/r)/|λ_min| (Kim & Suzuki 2024, "
+    "THEORY.md §10.4)."
+)
+#: relative error allowed between fitted and predicted rates / slopes.
+RATE_RTOL = 0.1
+#: largest energy-identity defect, relative to the total loss decrease.
+ENERGY_RTOL = 1e-6
+TOLERANCES = {
+    "energy_defect": Tolerance(rtol=10.0, atol=1e-9, bad="up"),
+    "decay_rate_ratio": Tolerance(rtol=0.02, atol=1e-3),
+    "escape_slope_ratio": Tolerance(rtol=0.02, atol=1e-3),
+}
+
+SCALE = 1.5
+PROBLEM = orthogonal_teacher_problem(k0=2, d=3, scale=SCALE)
+FLOW = {"integrator": "dopri5", "rtol": 1e-10, "atol": 1e-14, "step_size": 0.05}
+
+
+def _decay_run(directory: Path, seed: int, time: float) -> dict:
+    rng = np.random.default_rng(seed)
+    start = ParticleMeasure(np.eye(2) + 0.05 * rng.standard_normal((2, 2)), SCALE * np.eye(3)[:2] + 0.05 * rng.standard_normal((2, 3)))
+    directory.mkdir(parents=True, exist_ok=True)
+    start.save(directory / "start.npz")
+    run = run_training(directory, PROBLEM, {"kind": "file", "measure": str((directory / "start.npz").resolve())}, {**FLOW, "time": time})
+    t, gap = run.trajectory["time"], run.trajectory["loss"]
+    window = (gap < 1e-5) & (gap > 1e-13)
+    rate = -np.polyfit(t[window], np.log(gap[window]), 1)[0] if window.sum() >= 5 else float("nan")
+    defect = np.max(np.abs(run.trajectory["energy_defect"])) / max(gap[0] - gap[-1], 1e-300)
+    return {"seed": seed, "rate": float(rate), "energy_defect": float(defect), "time": t.tolist(), "gap": gap.tolist()}
+
+
+def _escape_run(directory: Path, radius: float, time: float, saddle_loss: float) -> dict:
+    directory.mkdir(parents=True, exist_ok=True)
+    dead_neuron_saddle(2, 3, SCALE).save(directory / "saddle.npz")
+    dynamics = {**FLOW, "time": time, "seed": 7, "perturbation": {"kind": "isotropic", "g_thr": 1e-8, "t_thr": 10 * time, "radius": radius}}
+    run = run_training(directory, PROBLEM, {"kind": "saddle", "measure": str((directory / "saddle.npz").resolve())}, dynamics)
+    t, loss = run.trajectory["time"], run.trajectory["loss"]
+    kick_time = min((when for when, event in run.events if event.startswith("kick")), default=float("nan"))
+    below = np.nonzero(loss < 0.5 * saddle_loss)[0]
+    escape = float(t[below[0]] - kick_time) if below.size else float("nan")
+    return {"radius": radius, "escape_time": escape, "final_gap": float(loss[-1])}
+
+
+def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
+    """Run the decay and escape experiments and compare with the Hessian spectra."""
+    landscape = landscape_of(PROBLEM)
+    teacher = ParticleMeasure(np.eye(2), SCALE * np.eye(3)[:2])
+    saddle = dead_neuron_saddle(2, 3, SCALE)
+    lam_teacher, _ = dense_spectrum(landscape, teacher)
+    lam_saddle, _ = dense_spectrum(landscape, saddle)
+    zero = 1e-9 * np.max(np.abs(lam_teacher))
+    lam_plus = float(np.min(lam_teacher[lam_teacher > zero]))
+    lam_min = float(lam_saddle[0])
+    saddle_loss = float(landscape.loss(*saddle.tensors()))
+
+    decay_time = profile.pick(170.0, 300.0)
+    radii = profile.pick([1e-2, 1e-3, 1e-4, 1e-5], [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7])
+    tasks = [(_decay_run, (out / f"decay_{s}", s, decay_time)) for s in range(profile.seeds)]
+    tasks += [(_escape_run, (out / f"escape_{i}", r, 60.0, saddle_loss)) for i, r in enumerate(radii)]
+    rows = pool.map(_call, tasks)
+    decays, escapes = rows[: profile.seeds], rows[profile.seeds :]
+
+    rates = np.array([d["rate"] for d in decays])
+    rate_ratio = float(np.mean(rates) / (2 * lam_plus))
+    times = np.array([e["escape_time"] for e in escapes])
+    logs = np.log(1.0 / np.array(radii))
+    slope = float(np.polyfit(logs, times, 1)[0]) if np.all(np.isfinite(times)) else float("nan")
+    slope_ratio = slope * abs(lam_min)
+    offset = float(np.mean(times - logs / abs(lam_min)))  # the theory fixes the slope, not the constant
+    defect = max(d["energy_defect"] for d in decays)
+
+    evidence = [
+        write_evidence(out, "decay.json", {"time": decays[0]["time"], "gap": decays[0]["gap"], "lambda_plus_min": lam_plus, "fitted_rate": float(rates[0])}),
+        write_evidence(out, "escape.json", {"radii": radii, "escape_times": times.tolist(), "lambda_min": lam_min, "fitted_slope": slope}),
+    ]
+    metrics = {
+        "decay_rate_ratio": Metric(rate_ratio, float(np.std(rates) / (2 * lam_plus) / max(len(rates) - 1, 1) ** 0.5), "fitted decay rate of L − L* / (2 λ⁺_min)"),
+        "escape_slope_ratio": Metric(slope_ratio, 0.0, "fitted d(escape time)/d log(1/r) × |λ_min|"),
+        "energy_defect": Metric(defect, 0.0, "max |energy-identity defect| / total loss decrease"),
+        "lambda_plus_min": Metric(lam_plus, 0.0, "smallest nonzero Hessian eigenvalue at the teacher"),
+        "lambda_min_saddle": Metric(lam_min, 0.0, "Hessian λ_min at the dead-neuron saddle"),
+    }
+    ok_rate = abs(rate_ratio - 1) <= RATE_RTOL
+    ok_slope = abs(slope_ratio - 1) <= RATE_RTOL
+    ok_energy = defect <= ENERGY_RTOL
+    bad = abs(rate_ratio - 1) > 3 * RATE_RTOL or abs(slope_ratio - 1) > 3 * RATE_RTOL or not np.isfinite(slope_ratio) or defect > 1e3 * ENERGY_RTOL
+    return ClaimResult(
+        id=CLAIM_ID,
+        statement=STATEMENT,
+        verdict=verdict_from_margin(ok_rate and ok_slope and ok_energy, bad),
+        metrics=metrics,
+        threshold=(
+            f"pass: |rate/(2λ⁺_min) − 1| ≤ {RATE_RTOL}, |slope·|λ_min| − 1| ≤ {RATE_RTOL}, energy defect ≤ {ENERGY_RTOL:g}; "
+            f"fail beyond 3× those rate margins or a defect above {1e3 * ENERGY_RTOL:g}"
+        ),
+        evidence=evidence + [f"{out.name}/decay_0/run", f"{out.name}/escape_0/run"],
+        table=[{"experiment": f"decay seed {d['seed']}", "fitted": d["rate"], "predicted": 2 * lam_plus} for d in decays]
+        + [
+            {"experiment": f"escape r = {e['radius']:g}", "fitted": e["escape_time"], "predicted": log_r / abs(lam_min) + offset}
+            for e, log_r in zip(escapes, logs)
+        ],
+    )
+
+
+def _call(fn, args):
+    return fn(*args)
