@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from . import __version__
+from .cli_analyze import register as register_analyze
 from .cli_report import register as register_report
 from .cli_train import register as register_train
 from .cli_verify import register as register_verify
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ev.set_defaults(run=_evaluate)
     register_train(sub)
+    register_analyze(sub)
     register_verify(sub)
     register_report(sub)
     return parser

@@ -122,7 +122,7 @@ class CurvatureTest:
     Attributes:
         second_variation: ``d²L(µ_s)/ds²|₀`` at the optimised ``R``.
         first_variation: ``dL(µ_s)/ds|₀`` there.
-        loss: ``L(µ)``; loss_squared: ``L(µ)²``; ratio: ``second_variation / L(µ)²``.
+        loss: ``L(µ)``; loss_squared: ``L(µ)²``; ratio: ``second_variation / L(µ)²`` (None when ``L(µ) = 0``).
         r1: ``R₁``, the largest ``|a|`` over the particles of ``µ`` and ``ν_R``.
         bound_constant: ``4 / (k R₁²)``; bound_holds: ``ratio ≤ −bound_constant``.
         map: array of shape (k, k°), the optimised ``R``; norm: the bound ``ρ`` on ``‖R‖_F``.
@@ -132,7 +132,7 @@ class CurvatureTest:
     first_variation: float
     loss: float
     loss_squared: float
-    ratio: float
+    ratio: float | None
     r1: float
     bound_constant: float
     bound_holds: bool
@@ -174,9 +174,8 @@ def curvature_test(landscape: AttentionLandscape, measure: ParticleMeasure, norm
     r = trust_region_minimum(h, g, norm).reshape(k, k0)
     nu = pushed_teacher(landscape, r)
     d1, d2 = flat_derivatives(landscape, measure, nu)
-    a, _, p = mu
     loss = float(landscape.loss(*mu))
     r1 = max(float(np.linalg.norm(measure.a, axis=1).max()), float(np.linalg.norm(nu.a, axis=1).max()))
     const = 4.0 / (k * r1**2)
-    ratio = d2 / loss**2 if loss > 0 else math.nan
-    return CurvatureTest(d2, d1, loss, loss**2, ratio, r1, const, bool(ratio <= -const), r, norm)
+    ratio = d2 / loss**2 if loss > 0 else None
+    return CurvatureTest(d2, d1, loss, loss**2, ratio, r1, const, ratio is not None and ratio <= -const, r, norm)

@@ -1,0 +1,94 @@
+"""The ``landscape analyze`` subcommand: classify a measure with certificates (THEORY.md §7–8).
+
+Prints everything ``evaluate`` prints plus ``classification`` and ``hessian``; with
+``--out DIR`` also writes ``DIR/psi0.npz`` (arrays ``a`` (M, k), ``w`` (M, d): ψ0 per
+particle, unit in L²(µ)) and ``DIR/analysis.json``, each atomically and only after the
+whole analysis succeeded. A ``degenerate`` verdict prints a loud warning on stderr.
+Bad input: one ``error:`` line, exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .classify import analyze
+from .config import load_problem
+from .io import save_npz, write_json
+from .measure import ParticleMeasure
+from .tolerances import AnalysisSettings
+
+__all__ = ["register"]
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .cli import _device  # the shared device check; imported late (cli imports this module)
+
+    out = Path(args.out) if args.out is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a directory.")
+    spec = load_problem(args.problem)
+    landscape = spec.landscape(device=_device(args.device))
+    settings = AnalysisSettings.from_table(spec.tables.get("analysis"), landscape.dtype)
+    measure = ParticleMeasure.load(args.measure)
+    landscape.check_measure(measure, features=spec.features)
+    result = analyze(landscape, measure, settings, refine_first=args.refine)
+    report = result.to_dict()
+    if out is not None:
+        save_npz(out / "psi0.npz", a=result.psi0[0], w=result.psi0[1])
+        write_json(out / "analysis.json", report)
+    for message in result.warnings:
+        if result.verdict == "degenerate" and message.startswith("DEGENERATE"):
+            bar = "!" * 78
+            print(f"{bar}\nWARNING: {message}\n{bar}", file=sys.stderr)
+        else:
+            print(f"warning: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, allow_nan=False))
+    else:
+        _print_summary(report)
+    return 0
+
+
+def _print_summary(report: dict) -> None:
+    h = report["hessian"]
+    rows = [
+        ("classification", report["classification"]),
+        ("loss L_N(µ)", report["loss"]),
+        ("loss_star L*", report["loss_star"]),
+        ("grad_norm ‖∇δL/δµ‖", report["grad_norm"]),
+        ("lambda_min", h["lambda_min"]),
+        ("eigen-residual", h["residual"]),
+        ("null_dim (deflated)", h["null_dim"]),
+        ("zero_count", h["zero_count"]),
+        ("converged", h["converged"]),
+        ("hvp_count", h["hvp_count"]),
+    ]
+    cert = report["certificate"]
+    if cert is not None:
+        rows.append(("saddle certified", cert["certified"]))
+        rows.append(("L decreases along ψ0 up to s", cert["line_search"]["certified_up_to"]))
+    curv = report["curvature"]
+    if curv is not None:
+        rows += [("d²L(µ_s)/ds²", curv["second_variation"]), ("ratio / L(µ)²", curv["ratio"]), ("4/(k R₁²)", curv["bound_constant"])]
+    if report["refinement"] is not None:
+        rows.append(("refinement residual", report["refinement"]["residual"]))
+    for name, value in rows:
+        text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
+        print(f"{name:<30} {text}")
+
+
+def register(subparsers) -> None:
+    """Add ``analyze`` to the ``landscape`` command's subparsers."""
+    parser = subparsers.add_parser(
+        "analyze", help="classify a measure: λ_min and ψ0 of the Wasserstein Hessian, certified verdict"
+    )
+    parser.add_argument("--problem", required=True, help="problem file (TOML), optional [analysis] table")
+    parser.add_argument("--measure", required=True, help="measure file (.npz with a, w, optional p)")
+    parser.add_argument("--refine", action="store_true", help="Newton–Krylov refinement to a critical point first")
+    parser.add_argument("--out", help="directory for psi0.npz and analysis.json")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.set_defaults(run=_analyze)
