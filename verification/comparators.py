@@ -1,0 +1,99 @@
+r"""Risks of the models the trained MLP is compared with (THEORY.md §10.1), and small fits.
+
+At ``N = ∞`` every feature map ``h`` has the in-context risk
+``L_∞(h) = ½[τ² + tr Σ_°° − tr(Σ_°h Σ_hh⁺ Σ_h°)]``: the noise floor plus the part of ``f°``
+outside the span of ``h`` (THEORY.md §4). Two comparison models:
+
+* linear attention on raw inputs, ``h(x) = x`` (``k = d``). For ``x ~ N(0, I_d)``,
+  ``Σ_hh = I`` and, by Stein's lemma, ``E[x σ(u·x)] = u E[σ'(u·x)]``, so
+  ``Σ_h° = Σ_l u_l c_lᵀ E[σ'(|u_l| g)]`` with ``g ~ N(0, 1)``: closed form for erf
+  (``E[erf'(|u| g)] = 2/√(π(1 + 2|u|²))``), a 1-D Gauss–Hermite rule otherwise. For an
+  empirical law it is least squares on the rows (:func:`linear_attention_risk_sampled`).
+* a frozen random-feature MLP of width ``M``: ``w_i`` fixed, ``a`` optimal. With ``k ≥ k°``
+  the best ``a`` makes ``h`` span the projection of ``f°`` onto ``span{σ(w_i·x)}``, so the
+  risk is ``L_∞`` of the measure ``a = I_M`` (``k = M`` features, weights 1) — the exact
+  kernel matrices, through the same moments code as the landscape, with a pseudo-inverse
+  (relative cutoff ``1e-12``) because many random features can be nearly dependent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from landscape.problem import AttentionLandscape
+from landscape.teacher import Teacher
+
+__all__ = [
+    "explained_by",
+    "linear_attention_risk_stein",
+    "linear_attention_risk_sampled",
+    "random_feature_risk",
+    "relative_excess",
+    "fit_power",
+]
+
+#: eigenvalues of Σ_hh below this fraction of the largest are dropped (pseudo-inverse).
+PINV_RTOL = 1e-12
+
+
+def explained_by(sigma_hh: np.ndarray, sigma_ht: np.ndarray, rtol: float = PINV_RTOL) -> float:
+    """``tr(Σ_°h Σ_hh⁺ Σ_h°)`` for ``sigma_hh`` (k, k) and ``sigma_ht`` (k, k°)."""
+    vals, vecs = np.linalg.eigh(0.5 * (sigma_hh + sigma_hh.T))
+    keep = vals > rtol * max(vals[-1], 0.0)
+    proj = vecs[:, keep].T @ sigma_ht
+    return float(np.sum(proj**2 / vals[keep, None]))
+
+
+def _mean_derivative(teacher: Teacher, radius: float) -> float:
+    """``E[σ'(r g)]``, ``g ~ N(0, 1)``: closed form for erf, else 161-node Gauss–Hermite (error < 1e-12 for smooth σ)."""
+    if teacher.activation.name == "erf":
+        return 2.0 / math.sqrt(math.pi * (1.0 + 2.0 * radius**2))
+    nodes, weights = np.polynomial.hermite_e.hermegauss(161)
+    z = torch.as_tensor(radius * nodes, dtype=torch.float64).requires_grad_(True)
+    (deriv,) = torch.autograd.grad(teacher.activation(z).sum(), z)
+    return float(np.dot(weights, deriv.numpy()) / math.sqrt(2 * math.pi))
+
+
+def linear_attention_risk_stein(teacher: Teacher, sigma_tt: np.ndarray, noise: float) -> tuple[float, np.ndarray]:
+    """``L_∞`` of linear attention on raw ``x ~ N(0, I_d)`` by Stein's lemma; also ``Σ_x° = E[x f°ᵀ]`` (d, k°)."""
+    cross = sum(
+        np.outer(u, c) * _mean_derivative(teacher, float(np.linalg.norm(u))) for u, c in zip(teacher.u, teacher.c)
+    )
+    return 0.5 * (noise**2 + float(np.trace(sigma_tt)) - float(np.sum(cross**2))), cross
+
+
+def linear_attention_risk_sampled(teacher: Teacher, x: np.ndarray, noise: float) -> float:
+    """``L_∞`` of linear attention on raw ``x`` for the uniform law on the rows of ``x`` (n, d): least squares."""
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    f = teacher(xt).numpy()
+    n = x.shape[0]
+    return 0.5 * (noise**2 + float(np.sum(f**2)) / n - explained_by(x.T @ x / n, x.T @ f / n))
+
+
+def random_feature_risk(landscape: AttentionLandscape, w: np.ndarray) -> float:
+    """``L_∞`` of the frozen random-feature MLP with neurons ``w`` (M, d) and optimal ``a`` (needs ``k ≥ k°``)."""
+    m = w.shape[0]
+    eye = torch.eye(m, dtype=landscape.dtype, device=landscape.device)
+    wt = torch.as_tensor(w, dtype=landscape.dtype, device=landscape.device)
+    with torch.no_grad():
+        mom = landscape.expectation.moments(eye, wt, torch.ones(m, dtype=landscape.dtype, device=landscape.device))
+    sigma_tt = landscape.expectation.sigma_tt.cpu().numpy()
+    explained = explained_by(mom.sigma_mm.cpu().numpy(), mom.sigma_mt.cpu().numpy())
+    return 0.5 * (landscape.noise**2 + float(np.trace(sigma_tt)) - explained)
+
+
+def relative_excess(loss: float, landscape: AttentionLandscape) -> float:
+    """``(L − ½τ²) / (½ tr Σ_°°)``: the fraction of the signal ``f°`` left unexplained."""
+    signal = float(torch.trace(landscape.expectation.sigma_tt))
+    return (loss - 0.5 * landscape.noise**2) / (0.5 * signal)
+
+
+def fit_power(x, y) -> tuple[float, float, float]:
+    """Least-squares fit ``log y = b log x + a``: returns ``(b, a, rms residual)`` (inputs must be positive)."""
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    coef, *_ = np.linalg.lstsq(np.stack([lx, np.ones_like(lx)], 1), ly, rcond=None)
+    resid = ly - (coef[0] * lx + coef[1])
+    return float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(resid**2)))

@@ -1,0 +1,262 @@
+"""Claim ``expressivity`` (THEORY.md §10.1; Kim & Suzuki 2024, the expressivity discussion and Prop. on ``L_N``).
+
+With the MLP trained by the Wasserstein flow, the in-context risk reaches the noise floor
+``½τ²`` on nonlinear features; linear attention on raw ``x`` (``h(x) = x``) and a frozen
+random-feature MLP of the same width cannot; and ``L_N − L_∞ = O(1/N)``.
+
+Setting: the orthogonal erf teacher of THEORY.md §9 with ``k° = 2``, ``d = 4``, ``|u_l| = 2``
+(strongly nonlinear: a linear map of ``x`` explains only about 85 % of ``E|f°|²``), label
+noise ``τ = 0.1``, ``N = ∞``; student ``M = 2`` particles, ``k = 2``, from ``seeds`` Gaussian
+initialisations (scale 1), exact expectations. Measured, as the fraction of the signal left
+unexplained, ``(L − ½τ²)/(½ tr Σ_°°)``:
+
+* the trained MLP, ``L_∞`` of the final measure;
+* linear attention on raw ``x``, in closed form by Stein's lemma (checked against a seeded
+  sample of ``10⁶`` inputs, reported);
+* the frozen random-feature MLP with the same ``w`` draw as the initialisation and optimal
+  ``a`` (exact kernel matrices); also at 4, 16, 64 times the width, for the table.
+
+``O(1/N)``: at each trained measure, the slope of ``log(L_N − L_∞)`` against ``log N`` over
+``N ∈ [10², 10⁴]·R`` with ``R = ‖K_µ‖/λ_min(Σ_µ°Σ_°µ)`` (the asymptotic regime needs
+``N ≫ R``; ``K_µ`` is sampled once, so ``L_N`` is a smooth function of ``N``).
+Reduction: a real linear self-attention layer with ``Γ*`` simulated on sampled prompts at
+``N = 20`` (:func:`landscape.attention.simulate_risk`), beside ``L_N``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landscape.attention import LinearSelfAttention, simulate_risk
+from landscape.config import parse_problem
+from landscape.measure import ParticleMeasure
+from landscape.problem import AttentionLandscape
+
+from .baseline import Tolerance
+from .comparators import fit_power, linear_attention_risk_sampled, linear_attention_risk_stein, random_feature_risk, relative_excess
+from .parallel import TaskPool
+from .profiles import Profile
+from .records import ClaimResult, Metric, verdict_from_margin
+from .scenarios import mean_and_stderr, orthogonal_teacher_problem, run_training, write_evidence
+
+CLAIM_ID = "expressivity"
+STATEMENT = (
+    "With the trained MLP the in-context risk reaches the noise floor ½τ² on nonlinear features; linear "
+    "attention on raw x and a frozen random-feature MLP of the same width cannot; L_N − L_∞ = O(1/N) "
+    "(Kim & Suzuki 2024, THEORY.md §10.1)."
+)
+#: the trained MLP has reached the floor when the unexplained fraction is below this (every seed).
+REACH_TOL = 1e-4
+#: a comparison model "cannot" when its unexplained fraction is above this.
+CANNOT_TOL = 1e-2
+#: the O(1/N) slope must lie within this of −1 (pass), and not beyond FAIL_SLOPE (fail).
+SLOPE_TOL = 0.05
+FAIL_SLOPE = 0.2
+#: the simulated attention risk must lie within this many standard errors of L_N.
+SIM_SIGMAS = 4.0
+SIM_PROMPT_LENGTH = 20
+WIDTH_MULTIPLES = (1, 4, 16, 64)
+
+TOLERANCES = {
+    "mlp_unexplained": Tolerance(rtol=1.0, atol=1e-6, bad="up"),
+    "linear_unexplained": Tolerance(rtol=1e-6, atol=1e-9),
+    "random_feature_unexplained": Tolerance(rtol=0.5, atol=1e-4, bad="down"),
+    "finite_n_slope": Tolerance(rtol=0.0, atol=0.02),
+    "simulation_z": Tolerance(rtol=0.0, atol=2.0, sigmas=0.0, bad="up"),
+}
+
+NOISE = 0.1
+PROBLEM = orthogonal_teacher_problem(k0=2, d=4, scale=2.0, noise=NOISE)
+PARTICLES = 2
+INIT_SCALE = 1.0
+FLOW = {"integrator": "dopri5", "rtol": 1e-6, "atol": 1e-10, "step_size": 0.1, "record_every": 5}
+
+
+def _init_table(seed: int) -> dict:
+    return {"kind": "gaussian", "particles": PARTICLES, "scale": INIT_SCALE, "seed": seed}
+
+
+def _trained_measure(directory: Path, seed: int, time: float) -> ParticleMeasure:
+    """The MLP after the flow from a Gaussian start (the can-fail test replaces this by the frozen start)."""
+    run = run_training(directory, PROBLEM, _init_table(seed), {**FLOW, "time": time})
+    if run.final is None:
+        raise RuntimeError(f"training in {directory} stopped: {run.result.message}")
+    return run.final
+
+
+def _random_feature_w(seed: int, width: int, dim: int) -> np.ndarray:
+    """The initialisation's ``w`` law (``N(0, s² I/d)``); the first ``M`` rows are the seed's start."""
+    rng = np.random.default_rng(seed)
+    rng.standard_normal((PARTICLES, PROBLEM["model"]["features"]))  # the a's of the start, as in initial_measure
+    first = INIT_SCALE * rng.standard_normal((PARTICLES, dim)) / math.sqrt(dim)
+    extra = INIT_SCALE * np.random.default_rng([seed, width]).standard_normal((width - PARTICLES, dim)) / math.sqrt(dim)
+    return np.concatenate([first, extra])[:width]
+
+
+def _finite_n(landscape: AttentionLandscape, measure: ParticleMeasure, decades: tuple[float, float], points: int) -> dict:
+    """``L_N − L_∞`` over ``N = R·10^decades`` and the fitted slope; ``R = ‖K_µ‖/λ_min(Σ_µ°Σ_°µ)``."""
+    a, w, p = measure.tensors()
+    with torch.no_grad():
+        loss_inf = float(landscape.loss_inf(a, w, p))
+        mom = landscape.expectation.moments(a, w, p, fourth=True)
+        k_mu = (mom.fourth + landscape.noise**2 * mom.sigma_mm).numpy()
+        b = (mom.sigma_mt @ mom.sigma_mt.T).numpy()
+    ratio = float(np.linalg.norm(k_mu, 2) / np.linalg.eigvalsh(b)[0])
+    ns = np.unique(np.round(ratio * np.logspace(*decades, points)).astype(np.int64))
+    gaps = []
+    for n in ns:
+        at_n = AttentionLandscape(landscape.teacher, landscape.expectation, noise=landscape.noise, prompt_length=int(n))
+        with torch.no_grad():
+            gaps.append(float(at_n.loss(a, w, p)) - loss_inf)
+    slope, _, resid = fit_power(ns, gaps)
+    return {"ratio": ratio, "n": ns.tolist(), "gap": gaps, "slope": slope, "fit_rms": resid, "loss_inf": loss_inf}
+
+
+def _simulate(landscape: AttentionLandscape, measure: ParticleMeasure, prompts: int, seed: int) -> dict:
+    at_n = AttentionLandscape(landscape.teacher, landscape.expectation, noise=landscape.noise, prompt_length=SIM_PROMPT_LENGTH)
+    a, w, p = measure.tensors()
+    with torch.no_grad():
+        gamma = at_n.gamma_star(a, w, p)
+        loss_n = float(at_n.loss(a, w, p))
+    spec = parse_problem(PROBLEM)
+    sim = simulate_risk(
+        LinearSelfAttention.from_gamma(gamma), measure, spec.teacher, spec.activation, spec.law,
+        SIM_PROMPT_LENGTH, noise=landscape.noise, prompts=prompts, seed=seed,
+    )
+    return {"prompt_length": SIM_PROMPT_LENGTH, "loss_n": loss_n, "simulated": sim.risk, "stderr": sim.stderr,
+            "prompts": sim.prompts, "z": abs(sim.risk - loss_n) / sim.stderr}
+
+
+def _seed_task(directory: Path, seed: int, time: float, simulate_prompts: int) -> dict:
+    """Train one seed and measure everything that depends on it."""
+    torch.set_default_dtype(torch.float64)
+    landscape = parse_problem(PROBLEM).landscape()
+    measure = _trained_measure(directory, seed, time)
+    a, w, p = measure.tensors()
+    with torch.no_grad():
+        loss = float(landscape.loss_inf(a, w, p))
+    lam_min, cond = landscape.conditioning(measure)
+    dim = landscape.teacher.dim
+    rf = {m * PARTICLES: random_feature_risk(landscape, _random_feature_w(seed, m * PARTICLES, dim)) for m in WIDTH_MULTIPLES}
+    row = {
+        "seed": seed,
+        "mlp_loss": loss,
+        "mlp_unexplained": relative_excess(loss, landscape),
+        "sigma_min": lam_min,
+        "sigma_cond": cond,
+        "rf_unexplained": {str(m): relative_excess(v, landscape) for m, v in rf.items()},
+        "finite_n": _finite_n(landscape, measure, (2.0, 4.0), 9),
+        "pre_asymptotic": _finite_n(landscape, measure, (-1.0, 1.0), 5),
+    }
+    if simulate_prompts:
+        row["simulation"] = _simulate(landscape, measure, simulate_prompts, seed)
+    return row
+
+
+def _linear_task(mc_samples: int) -> dict:
+    landscape = parse_problem(PROBLEM).landscape()
+    sigma_tt = landscape.expectation.sigma_tt.numpy()
+    stein, _ = linear_attention_risk_stein(landscape.teacher, sigma_tt, NOISE)
+    x = np.random.default_rng(2024).standard_normal((mc_samples, landscape.teacher.dim))
+    sampled = linear_attention_risk_sampled(landscape.teacher, x, NOISE)
+    return {
+        "stein": stein, "sampled": sampled, "samples": mc_samples,
+        "unexplained": relative_excess(stein, landscape),
+        "signal": float(np.trace(sigma_tt)),
+    }
+
+
+def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
+    """Train, compare with linear attention and random features, fit the ``O(1/N)`` slope, simulate; judge."""
+    time = profile.pick(200.0, 300.0)
+    prompts = profile.pick(20_000, 200_000)
+    tasks = [(_seed_task, (out / f"seed_{s}", s, time, prompts if s == 0 else 0)) for s in range(profile.seeds)]
+    tasks.append((_linear_task, (profile.pick(10**6, 4 * 10**6),)))
+    rows = pool.map(_call, tasks)
+    seeds, linear = rows[:-1], rows[-1]
+    sim = seeds[0]["simulation"]
+
+    mlp = [r["mlp_unexplained"] for r in seeds]
+    rf_same = [r["rf_unexplained"][str(PARTICLES)] for r in seeds]
+    slopes = [r["finite_n"]["slope"] for r in seeds]
+    mlp_mean, mlp_err = mean_and_stderr(mlp)
+    rf_mean, rf_err = mean_and_stderr(rf_same)
+    slope_mean, slope_err = mean_and_stderr(slopes)
+    metrics = {
+        "mlp_unexplained": Metric(mlp_mean, mlp_err, f"(L_∞ − ½τ²)/(½ tr Σ_°°) of the trained MLP (M = {PARTICLES}, t = {time:g})"),
+        "mlp_unexplained_worst": Metric(max(mlp), 0.0, "largest over seeds of the trained MLP's unexplained fraction"),
+        "linear_unexplained": Metric(linear["unexplained"], 0.0, "unexplained fraction of linear attention on raw x (Stein's lemma)"),
+        "linear_stein_minus_sampled": Metric(
+            linear["stein"] - linear["sampled"], 0.0, f"Stein closed form minus least squares on {linear['samples']} samples"
+        ),
+        "random_feature_unexplained": Metric(rf_mean, rf_err, f"frozen random-feature MLP, width {PARTICLES}, optimal a"),
+        "random_feature_unexplained_min": Metric(min(rf_same), 0.0, "smallest over seeds (same width)"),
+        "finite_n_slope": Metric(slope_mean, slope_err, "slope of log(L_N − L_∞) vs log N over N ∈ [1e2, 1e4]·R"),
+        "finite_n_ratio": Metric(float(np.mean([r["finite_n"]["ratio"] for r in seeds])), 0.0, "R = ‖K_µ‖/λ_min(Σ_µ°Σ_°µ)"),
+        "simulated_risk": Metric(sim["simulated"], sim["stderr"], f"linear self-attention layer with Γ*, N = {SIM_PROMPT_LENGTH}"),
+        "loss_n": Metric(sim["loss_n"], 0.0, f"L_N at N = {SIM_PROMPT_LENGTH} (landscape)"),
+        "simulation_z": Metric(sim["z"], 0.0, "|simulated − L_N| / stderr"),
+    }
+    passes = (
+        max(mlp) <= REACH_TOL
+        and linear["unexplained"] >= CANNOT_TOL
+        and min(rf_same) >= CANNOT_TOL
+        and all(abs(s + 1.0) <= SLOPE_TOL for s in slopes)
+        and sim["z"] <= SIM_SIGMAS
+    )
+    fails = (
+        max(mlp) > CANNOT_TOL
+        or linear["unexplained"] < REACH_TOL
+        or min(rf_same) < REACH_TOL
+        or any(abs(s + 1.0) > FAIL_SLOPE for s in slopes)
+        or sim["z"] > 2 * SIM_SIGMAS
+    )
+    table = [
+        {"model": f"trained MLP, seed {r['seed']}", "width": PARTICLES, "unexplained": r["mlp_unexplained"],
+         "L_N slope": r["finite_n"]["slope"], "λ_min(Σ_µµ)": r["sigma_min"]}
+        for r in seeds
+    ]
+    table.append({"model": "linear attention on raw x (Stein)", "width": landscape_dim(), "unexplained": linear["unexplained"],
+                  "L_N slope": None, "λ_min(Σ_µµ)": 1.0})
+    for m in WIDTH_MULTIPLES:
+        vals = [r["rf_unexplained"][str(m * PARTICLES)] for r in seeds]
+        table.append({"model": "frozen random features, optimal a (mean over seeds)", "width": m * PARTICLES,
+                      "unexplained": float(np.mean(vals)), "L_N slope": None, "λ_min(Σ_µµ)": None})
+    table.append({"model": f"attention layer simulated, N = {SIM_PROMPT_LENGTH}", "width": PARTICLES,
+                  "unexplained": relative_excess_value(sim["simulated"], linear["signal"]),
+                  "L_N slope": None, "λ_min(Σ_µµ)": None})
+    table.append({"model": f"landscape L_N, N = {SIM_PROMPT_LENGTH}", "width": PARTICLES,
+                  "unexplained": relative_excess_value(sim["loss_n"], linear["signal"]), "L_N slope": None, "λ_min(Σ_µµ)": None})
+    evidence = [write_evidence(out, "expressivity.json", {"seeds": seeds, "linear": linear})]
+    return ClaimResult(
+        id=CLAIM_ID,
+        statement=STATEMENT,
+        verdict=verdict_from_margin(passes, fails),
+        metrics=metrics,
+        threshold=(
+            f"pass: trained MLP unexplained fraction ≤ {REACH_TOL:g} for every seed; linear attention and same-width "
+            f"random features ≥ {CANNOT_TOL:g}; every O(1/N) slope within {SLOPE_TOL:g} of −1; simulated attention risk "
+            f"within {SIM_SIGMAS:g} stderr of L_N. fail: MLP > {CANNOT_TOL:g}, a comparison model < {REACH_TOL:g}, "
+            f"a slope off −1 by > {FAIL_SLOPE:g}, or the simulation off by > {2 * SIM_SIGMAS:g} stderr"
+        ),
+        evidence=evidence + [f"{out.name}/seed_0/run"],
+        table=table,
+    )
+
+
+def landscape_dim() -> int:
+    """``d`` of the problem (the width of linear attention's features)."""
+    return int(PROBLEM["input"]["dim"])
+
+
+def relative_excess_value(loss: float, signal: float) -> float:
+    """``(L − ½τ²)/(½ tr Σ_°°)`` from the trace ``signal``."""
+    return (loss - 0.5 * NOISE**2) / (0.5 * signal)
+
+
+def _call(fn, args):
+    return fn(*args)
