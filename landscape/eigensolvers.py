@@ -188,4 +188,4 @@ def _lobpcg(operator, basis, count, tol, maxiter, rng):
         )
     finished = not any("not reaching the requested tolerance" in str(w.message) for w in caught)
     order = np.argsort(lam)[:count]
-    return lam[order], vec[:, order], len(history), finished
+    return lam[order], vec[:, order], max(len(history) - 1, 0), finished  # history holds the start too
