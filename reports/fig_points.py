@@ -42,15 +42,15 @@ class CurvatureRow:
 def spectra_figure(rows: list[SpectrumRow]) -> Figure:
     """One line per critical point: the spectrum off the null directions, and the null directions apart.
 
-    The x axis is symmetric-logarithmic; negative eigenvalues (descent directions) are
+    The x axis is symmetric-logarithmic, linear within 10⁻³ of the largest ``|λ|`` (so
+    eigenvalues that are zero to working precision sit at 0); negative eigenvalues (descent directions) are
     orange, the rest blue; null-direction eigenvalues are grey crosses on their own line
     below, or, where they were deflated without being computed, their count is written.
     """
     fig = new_figure(6.4, 1.2 + 0.75 * len(rows))
     ax = fig.add_subplot()
     values = np.concatenate([np.abs(r.spectrum + r.null_spectrum) for r in rows] + [np.zeros(1)])
-    nonzero = values[values > 0]
-    ax.set_xscale("symlog", linthresh=float(nonzero.min()) if nonzero.size else 1e-12)
+    ax.set_xscale("symlog", linthresh=max(1e-3 * float(values.max()), 1e-300))
     seen: set[str] = set()
 
     def label(key: str, present: bool) -> str | None:
@@ -136,13 +136,14 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
     fig = new_figure(6.4, 3.2)
     ax = fig.add_subplot()
     x = np.arange(len(rows))
-    for i, row in enumerate(rows):
-        holds = row.bound is None or row.ratio <= -row.bound
-        ax.plot(i, row.ratio, "o", ms=7, color=COLORS["main"] if holds else COLORS["bad"],
-                label=None if i else "measured (d²L/ds²)/L²")
-        if row.bound is not None:
-            ax.plot([i - 0.3, i + 0.3], [-row.bound, -row.bound], color=COLORS["theory"], lw=1.5,
-                    label=None if i else "bound −4/(k R₁²)")
+    holds = [r.bound is None or r.ratio <= -r.bound for r in rows]
+    for ok, color, label in ((True, COLORS["main"], "measured (d²L/ds²)/L²"), (False, COLORS["bad"], "contradicts the bound")):
+        idx = [i for i, h in enumerate(holds) if h == ok]
+        if idx:
+            ax.plot(idx, [rows[i].ratio for i in idx], "o", ms=7, color=color, label=label)
+    bars = [(i, r.bound) for i, r in enumerate(rows) if r.bound is not None]
+    for n, (i, bound) in enumerate(bars):
+        ax.plot([i - 0.3, i + 0.3], [-bound, -bound], color=COLORS["theory"], lw=1.5, label=None if n else "bound −4/(k R₁²)")
     ax.axhline(0.0, color=COLORS["null"], lw=0.6)
     ax.set_yscale("symlog", linthresh=min([abs(r.ratio) for r in rows if r.ratio] + [abs(r.bound) for r in rows if r.bound] + [1.0]))
     ax.set_xticks(x, [r.name for r in rows], fontsize=7, rotation=20 if len(rows) > 4 else 0)

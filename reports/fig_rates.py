@@ -87,7 +87,7 @@ def decay_figure(time: np.ndarray, gap: np.ndarray, lambda_plus_min: float, fitt
     keep = np.isfinite(gap) & (gap > 0)
     fig = new_figure()
     ax = fig.add_subplot()
-    ax.semilogy(time[keep], gap[keep], color=COLORS["main"], lw=1.4, label="L − L*")
+    ax.semilogy(time[keep], gap[keep], "o", ms=3, color=COLORS["main"], label="L − L* (measured)")
     if keep.any():
         t0, g0 = time[keep][0], gap[keep][0]
         grid = np.linspace(t0, time[keep][-1], 100)

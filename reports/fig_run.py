@@ -34,7 +34,10 @@ def _shade_plateaus(ax: Axes, plateaus: list[Plateau]) -> None:
 
 
 def loss_figure(traj: Trajectory, plateaus: list[Plateau], loss_floor: float | None) -> Figure:
-    """``L(µ_t)`` against ``t`` with plateaus shaded, events marked and the floor ``L*`` if known."""
+    """``L(µ_t)`` against ``t`` with plateaus shaded, events marked and the noise floor ``½τ²`` if given.
+
+    The y axis is logarithmic when the loss spans more than a factor 30.
+    """
     fig = new_figure()
     ax = fig.add_subplot()
     t, loss = traj["time"], traj["loss"]
@@ -42,7 +45,7 @@ def loss_figure(traj: Trajectory, plateaus: list[Plateau], loss_floor: float | N
     if "energy" in traj and not np.allclose(traj["energy"], loss, equal_nan=True):
         ax.plot(t, traj["energy"], color=COLORS["fit"], lw=1.0, ls=":", label="energy L(µ_t, Γ_t)")
     if loss_floor is not None:
-        ax.axhline(loss_floor, color=COLORS["theory"], lw=0.8, ls=":", label=f"L* = {loss_floor:.4g}")
+        ax.axhline(loss_floor, color=COLORS["theory"], lw=0.8, ls=":", label=f"noise floor ½τ² = {loss_floor:.4g}")
     positive = loss[np.isfinite(loss) & (loss > 0)]
     if positive.size and positive.max() / positive.min() > 30:
         ax.set_yscale("log")

@@ -67,6 +67,7 @@ def render_figure(fig: Figure, name: str, caption: str, folder: str = "figures")
         with matplotlib.rc_context({"svg.hashsalt": name}):
             fig.savefig(buffer, format=fmt, dpi=110, metadata=meta)
         files[fmt] = buffer.getvalue()
+        fig.set_layout_engine("none")  # the layout of the first rendering stands for the second
     return FigureFile(f"{folder}/{name}.png", f"{folder}/{name}.svg", caption, files["png"], files["svg"])
 
 

@@ -1,0 +1,258 @@
+"""Reports (issue 6): build from synthetic verify/train/analyze outputs, check numbers, escaping, CLI, browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landscape.cli import main
+from landscape.dynamics.rundir import COLUMNS
+from landscape.io import save_npz
+from reports.build import build_report
+from reports.inputs import read_trajectory
+from reports.markdown import md_escape
+from reports.phases import find_phases, find_plateaus
+
+EVIL = '<script>alert("x")</script>'
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--window-size=390,844", "--virtual-time-budget=5000",
+]
+
+
+# ------------------------------------------------------------------ synthetic inputs
+def write_run(folder: Path, n: int = 301) -> Path:
+    """A run directory whose loss sits on a plateau, drops at t ≈ 12, then settles; one kick, two birth–death steps."""
+    folder.mkdir(parents=True)
+    t = np.linspace(0.0, 30.0, n)
+    loss = 0.005 + 0.305 / (1.0 + np.exp(2.0 * (t - 12.0)))
+    grad = np.abs(np.gradient(loss, t)) + 1e-9
+    sigma = 0.06 * (1.0 + 0.05 * np.sin(t)) * np.where(t < 12, 1.0, 2.0)
+    events = {5: "kick:isotropic", 100: "death:1;birth:1", 150: "death:2;birth:2"}
+    lines = [",".join(COLUMNS)]
+    for i in range(n):
+        row = {"step": i, "time": t[i], "loss": loss[i], "energy": loss[i], "grad_norm": grad[i], "sigma_min": sigma[i],
+               "sigma_cond": 10.0, "entropy": 1.0, "energy_defect": 0.0, "step_size": 0.1, "events": events.get(i, "")}
+        lines.append(",".join(repr(float(row[c])) if c not in ("step", "events") else str(row[c]) for c in COLUMNS))
+    (folder / "trajectory.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "config.toml").write_text(
+        '[teacher]\nu = [[1.5, 0.0, 0.0, 0.0], [0.0, 1.5, 0.0, 0.0], [0.0, 0.0, 1.5, 0.0]]\n\n[task]\nnoise = 0.1\nprompt_length = "inf"\n',
+        encoding="utf-8",
+    )
+    return folder
+
+
+def write_analysis(folder: Path, name: str = "saddle") -> Path:
+    """An analyze output at the dead-neuron saddle (THEORY.md §9): analysis.json, psi0.npz, measure.npz, config.toml."""
+    folder.mkdir(parents=True)
+    w = 1.5 * np.eye(4)[[0, 1, 3]]
+    psi_w = np.zeros((3, 4))
+    psi_w[2] = [0.0, 0.0, 0.7, -0.1]
+    save_npz(folder / "measure.npz", a=np.eye(3), w=w, p=np.full(3, 1 / 3))
+    save_npz(folder / "psi0.npz", a=np.zeros((3, 3)), w=psi_w)
+    (folder / "config.toml").write_text("[teacher]\nu = [[1.5, 0.0, 0.0, 0.0], [0.0, 1.5, 0.0, 0.0], [0.0, 0.0, 1.5, 0.0]]\n")
+    analysis = {
+        "name": name, "loss": 0.3100177709578634, "loss_star": 0.005, "grad_norm": 2.8e-16, "sigma_min": 0.0678,
+        "classification": "strict_saddle",
+        "hessian": {"lambda_min": -0.0521, "residual": 1e-12, "null_dim": 9, "zero_count": 9, "converged": True,
+                    "hvp_count": 120, "eigenvalues": [-0.0521, 0.013, 0.2, 0.41]},
+        "curvature": {"ratio": -3.2, "bound_constant": 1.1, "r1": 1.0},
+        "warnings": [f"note with {EVIL}"],
+    }
+    (folder / "analysis.json").write_text(json.dumps(analysis), encoding="utf-8")
+    return folder
+
+
+def write_verify(folder: Path) -> list[dict]:
+    """A verify output: results.json with three claims, the rates and benign-landscape evidence files, a run, an analysis."""
+    records = [
+        {"id": "rates", "statement": "Near a global minimum L − L* decays at about 2λ⁺_min.", "verdict": "pass",
+         "metrics": {"decay_ratio": {"value": 0.9731234567891234, "uncertainty": 0.0123, "description": "fitted / predicted"},
+                     "escape_margin": {"value": 0.25, "uncertainty": 0.0, "description": "margin"}},
+         "threshold": "|ratio − 1| ≤ 0.2", "evidence": ["rates/escape.json", "rates/decay.json"], "table": [], "seconds": 1.5},
+        {"id": "benign-landscape", "statement": f"Every critical point is a minimum or a strict saddle {EVIL}", "verdict": "fail",
+         "metrics": {"degenerate_count": {"value": 1.0, "uncertainty": 0.0, "description": "degenerate points"},
+                     "ratio": {"value": -1.5e-07, "uncertainty": None, "description": "curvature"}},
+         "threshold": "no degenerate point", "evidence": ["benign-landscape/critical_points.json"],
+         "table": [{"point": EVIL, "loss": 0.31, "class": "strict_saddle"}], "seconds": 2.0},
+        {"id": "conditioning", "statement": "λ_min(Σ_µµ) stays bounded below.", "verdict": "inconclusive",
+         "metrics": {"max_variation": {"value": None, "uncertainty": None, "description": "undefined"}},
+         "threshold": "variation ≤ 25% per phase", "evidence": ["conditioning/run0"], "table": [], "seconds": 0.5},
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
+    rates = folder / "rates"
+    rates.mkdir()
+    radii = [1e-1, 1e-2, 1e-3, 1e-4]
+    (rates / "escape.json").write_text(json.dumps({
+        "radii": radii, "escape_times": [10 * np.log(1 / r) + 3 for r in radii], "lambda_min": -0.095, "fitted_slope": 10.0}))
+    t = np.linspace(0, 20, 50)
+    (rates / "decay.json").write_text(json.dumps({
+        "time": t.tolist(), "gap": (0.1 * np.exp(-0.4 * t)).tolist(), "lambda_plus_min": 0.21, "fitted_rate": 0.4}))
+    benign = folder / "benign-landscape"
+    benign.mkdir()
+    (benign / "critical_points.json").write_text(json.dumps([
+        {"name": "teacher", "classification": "global_minimum", "loss": 0.005, "lambda_min": 0.01, "null_dim": 9,
+         "zero_count": 9, "curvature_ratio": None, "bound": None, "spectrum": [0.01, 0.2, 0.5],
+         "null_spectrum": [1e-12, -2e-12, 3e-13]},
+        {"name": EVIL, "classification": "strict_saddle", "loss": 0.31, "lambda_min": -0.05, "null_dim": 9, "zero_count": 9,
+         "curvature_ratio": -3.0, "bound": 1.2, "spectrum": [-0.05, 0.02, 0.3]},
+        {"name": "degenerate", "classification": "degenerate", "loss": 0.2, "lambda_min": 0.0, "null_dim": 9,
+         "zero_count": 10, "curvature_ratio": -0.4, "bound": 1.2},
+    ]))
+    write_analysis(benign / "saddle")
+    write_run(folder / "conditioning" / "run0")
+    return records
+
+
+@pytest.fixture(scope="module")
+def verify_report(tmp_path_factory) -> tuple[Path, list[dict]]:
+    folder = tmp_path_factory.mktemp("verify")
+    records = write_verify(folder)
+    build_report(folder, folder)
+    return folder, records
+
+
+# ------------------------------------------------------------------------ tests
+def _md_number(cell: str) -> float | None:
+    return None if cell == "n/a" else float(cell)
+
+
+def test_markdown_holds_the_numbers_of_results_json(verify_report):
+    folder, records = verify_report
+    text = (folder / "summary.md").read_text(encoding="utf-8")
+    for record in records:
+        section = text.split(f"## {md_escape(record['id'])}: ", 1)[1].split("\n## ", 1)[0]
+        rows = {}
+        for line in section.split("**Metrics**", 1)[1].split("\n\n", 2)[1].splitlines()[2:]:
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows[cells[0].replace("\\", "")] = (_md_number(cells[1]), _md_number(cells[2]))
+        expected = {name: (m["value"], m["uncertainty"]) for name, m in record["metrics"].items()}
+        assert rows == expected
+        assert record["verdict"] in section.split("\n", 1)[0]
+
+
+def test_html_escapes_user_text(verify_report):
+    folder, _ = verify_report
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in html
+    assert html.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") >= 3  # statement, table cell, note
+    assert '<table class="claims">' in html
+    assert "<script>" in html  # only the page's own image check
+
+
+def test_verify_report_draws_every_evidence_figure(verify_report):
+    folder, _ = verify_report
+    figures = {p.name for p in (folder / "figures").iterdir()}
+    for stem in ("claim-rates-escape", "claim-rates-decay", "claim-benign-landscape-spectra", "claim-benign-landscape-curvature",
+                 "claim-benign-landscape-analysis0-saddle-psi0", "claim-conditioning-run0-run0-sigma"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= figures, stem
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    assert html.count("<img ") == len(figures) // 2
+
+
+def test_run_report_finds_the_plateau_and_phases(tmp_path):
+    run = write_run(tmp_path / "run")
+    traj = read_trajectory(run / "trajectory.csv")
+    plateaus = find_plateaus(traj)
+    assert [p.final for p in plateaus] == [False, True]
+    assert plateaus[0].t_start == 0.0 and 8.0 < plateaus[0].t_stop < 12.0
+    phases = find_phases(traj, plateaus)
+    beyond = [p for p in phases if p.variation > 0.25]  # σ_min doubles at t = 12, within the descent
+    assert len(beyond) == 1 and beyond[0].t_start < 12.0 < beyond[0].t_stop
+    index = build_report(run, tmp_path / "out")
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "| plateau | 0 |" in summary and "kick events | 1" in summary and index.is_file()
+
+
+def test_analysis_report_draws_spectrum_psi0_and_curvature(tmp_path):
+    folder = write_analysis(tmp_path / "analysis")
+    build_report(folder, tmp_path / "out")
+    names = {p.stem for p in (tmp_path / "out" / "figures").glob("*.png")}
+    assert names == {"analysis-spectrum", "analysis-psi0", "analysis-curvature"}
+    assert "&lt;script&gt;" in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+
+
+def test_report_command_exit_2_and_writes_nothing_on_bad_input(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: report input")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text('[{"id": "x"}]')
+    assert main(["report", str(tmp_path / "bad"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lacks verdict" in err
+    assert not out.exists()
+
+
+def test_report_command_on_a_real_training_run(tmp_path):
+    problem = tmp_path / "p.toml"
+    example = Path(__file__).parents[1] / "landscape" / "examples"
+    problem.write_text((example / "teacher_student.toml").read_text(encoding="utf-8") + f"""
+[init]
+kind = "saddle"
+measure = "{(example / 'saddle.npz').as_posix()}"
+
+[dynamics]
+steps = 150
+step_size = 0.2
+integrator = "rk4"
+record_every = 1
+
+[dynamics.perturbation]
+kind = "isotropic"
+g_thr = 1e-4
+t_thr = 5.0
+radius = 0.01
+""", encoding="utf-8")
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "run")]) == 0
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    summary = (tmp_path / "report" / "summary.md").read_text(encoding="utf-8")
+    assert "| plateau | 0 |" in summary and "kick events | 1" in summary
+
+
+# ---------------------------------------------------------------- the browser
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary; installed with apt-get (Debian package ``chromium``) when missing and possible."""
+    found = shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium")
+    if not found and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+            if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
+                subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
+                subprocess.run(install, env=env, capture_output=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        found = shutil.which("chromium")
+    if not found:
+        pytest.skip("headless Chromium is not installed and could not be installed with apt-get (needs root and network).")
+    return found
+
+
+def _browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_html_report_loads_in_headless_chromium(chromium, verify_report, tmp_path):
+    folder, records = verify_report
+    url = (folder / "index.html").as_uri()
+    dom = _browse(chromium, tmp_path / "profile-dom", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    count = int(re.search(r'data-image-count="(\d+)"', body).group(1))
+    assert 'data-images-loaded="all"' in body and count == len(list((folder / "figures").glob("*.png")))
+    claims = re.search(r'<table class="claims">.*?</table>', dom.stdout, re.S).group(0)
+    assert claims.count("<tr>") == len(records) + 1
+    shot = tmp_path / "phone.png"
+    result = _browse(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", url)
+    assert result.returncode == 0 and shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
