@@ -29,9 +29,10 @@ nav ul { padding-left: 1.1rem; margin: 0.3rem 0; } nav li { margin: 0.15rem 0; }
 .scroll { overflow-x: auto; margin: 0.6rem 0; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; font-size: 0.85rem; min-width: 100%; }
 caption { text-align: left; font-weight: 600; padding: 0.2rem 0; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.45rem; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.45rem; text-align: left; vertical-align: top;
+  overflow-wrap: normal; max-width: 18rem; }
 th { background: #f4f4f4; }
-td.num { font-variant-numeric: tabular-nums; }
+td[class^="verdict-"] { white-space: nowrap; }
 .verdict-pass { background: #e3f4e8; color: #0b5d2a; font-weight: 600; }
 .verdict-fail { background: #fde4e1; color: #9b1c10; font-weight: 600; }
 .verdict-inconclusive { background: #fff4d6; color: #7a5300; font-weight: 600; }
