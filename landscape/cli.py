@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Sequence
 
 import torch
@@ -102,12 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``landscape`` console script; returns the exit status."""
+    """Entry point of the ``landscape`` console script; returns the exit status.
+
+    Warnings raised on the way (numpy overflow, precision) are held back: on success they
+    follow on stderr as ``warning: …`` lines; on failure the one ``error:`` line stands alone.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        status = _main(argv)
+    if status == 0:
+        for item in caught:
+            message = " ".join(str(item.message).split())
+            print(f"warning: {item.category.__name__}: {message}", file=sys.stderr)
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         return args.run(args)
-    except (ValueError, OSError, torch.linalg.LinAlgError) as err:
+    except MemoryError as err:
+        print(f"error: out of memory ({' '.join(str(err).split())})", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, OverflowError, torch.linalg.LinAlgError) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ Tables and keys (see README, "The problem file")::
     [task]        noise = τ;  prompt_length = "inf" | N;  loss_star = value
     [expectation] method = "exact" | "monte_carlo" | "empirical";  samples = n;  seed = s;
                   hermite_order = T;  hermite_step = h;  fourth_moment_samples = n4;
-                  singular_rtol = r
+                  singular_rtol = r;  ridge = λ (off by default)
 
 The tables ``[init]``, ``[dynamics]`` and ``[analysis]`` belong to other commands; they are
 accepted here and handed on untouched. Every other table or key is an error that names it.
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import tomllib
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,13 @@ __all__ = ["ProblemSpec", "load_problem", "parse_problem", "DEFAULT_MC_SAMPLES"]
 
 #: default sample size of the Monte Carlo backend.
 DEFAULT_MC_SAMPLES = 100_000
+#: most values a sample (samples × dim) may hold: 2³⁰ float64 values, 8 GiB.
+MAX_SAMPLE_VALUES = 2**30
+#: largest Mehler-series order, and most entries of its coefficient table (512 MiB).
+MAX_HERMITE_ORDER = 4096
+MAX_HERMITE_TABLE = 2**26
+#: largest finite prompt length (beyond it 1/N is below float64 resolution: use "inf").
+MAX_PROMPT_LENGTH = 2**53
 
 KNOWN_KEYS: dict[str, set[str]] = {
     "input": {"law", "dim", "data"},
@@ -52,6 +61,7 @@ KNOWN_KEYS: dict[str, set[str]] = {
         "hermite_step",
         "fourth_moment_samples",
         "singular_rtol",
+        "ridge",
     },
 }
 #: tables that other commands define; every command accepts them.
@@ -69,6 +79,7 @@ class ProblemSpec:
         samples: Monte Carlo sample size (None: all rows of an empirical law).
         seed: sample seed; quadrature: Mehler-series rule; fourth_samples: ``Q_µ`` sample size.
         singular_rtol: singularity threshold of Σ_µµ.
+        ridge: ridge ``λ`` added to Σ_µµ (0: off; see :class:`AttentionLandscape`).
         tables: the raw ``[init]``, ``[dynamics]``, ``[analysis]`` tables.
         source: the file it came from, if any.
     """
@@ -87,6 +98,7 @@ class ProblemSpec:
     quadrature: HermiteQuadrature = field(default_factory=HermiteQuadrature)
     fourth_samples: int = DEFAULT_FOURTH_MOMENT_SAMPLES
     singular_rtol: float = DEFAULT_SINGULAR_RTOL
+    ridge: float = 0.0
     tables: dict = field(default_factory=dict)
     source: Path | None = None
 
@@ -100,7 +112,7 @@ class ProblemSpec:
         return SampledExpectation(self.teacher, self.activation, x, self.bias, dtype=dtype, device=device)
 
     def landscape(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> AttentionLandscape:
-        """The attention landscape of this problem."""
+        """The attention landscape of this problem (warns ``PrecisionWarning`` below float64)."""
         return AttentionLandscape(
             self.teacher,
             self.expectation(dtype, device),
@@ -108,6 +120,7 @@ class ProblemSpec:
             prompt_length=self.prompt_length,
             singular_rtol=self.singular_rtol,
             loss_star=self.loss_star,
+            ridge=self.ridge,
         )
 
 
@@ -124,6 +137,8 @@ def load_problem(path: str | Path) -> ProblemSpec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"problem file {str(path)!r} is not valid TOML: {err}.") from None
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and inline tables
+        raise ValueError(f"problem file {str(path)!r} nests arrays or tables too deeply.") from None
     return parse_problem(raw, base=path.parent, source=path)
 
 
@@ -175,9 +190,11 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
     order = _integer(exp, "expectation", "hermite_order", HermiteQuadrature.order, minimum=1)
     step = _number(exp, "expectation", "hermite_step", HermiteQuadrature.step, minimum=1e-6)
     fourth = _integer(exp, "expectation", "fourth_moment_samples", DEFAULT_FOURTH_MOMENT_SAMPLES, minimum=1)
+    _check_sizes(samples, fourth, dim, order, step)
     rtol = _number(exp, "expectation", "singular_rtol", DEFAULT_SINGULAR_RTOL, minimum=0.0)
     if not 0 < rtol < 1:
         raise ValueError(f"[expectation] singular_rtol must lie in (0, 1), got {rtol}.")
+    ridge = _number(exp, "expectation", "ridge", 0.0, minimum=0.0)
     return ProblemSpec(
         law=law,
         teacher=teacher,
@@ -193,6 +210,7 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
         quadrature=HermiteQuadrature(order, step),
         fourth_samples=fourth,
         singular_rtol=rtol,
+        ridge=ridge,
         tables={name: dict(raw[name]) for name in COMMAND_TABLES if name in raw},
         source=source,
     )
@@ -234,7 +252,10 @@ def _matrix(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must hold numbers only.")
     if len({len(row) for row in value}) != 1 or not value[0]:
         raise ValueError(f"{name} must be rectangular with at least one column.")
-    arr = np.array(value, dtype=np.float64)
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except OverflowError:  # an integer beyond the float range
+        raise ValueError(f"{name} has a number beyond the float64 range.") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} has NaN or infinite values.")
     return arr
@@ -254,9 +275,15 @@ def _law(table: dict, dim: int, base: Path) -> InputLaw:
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise ValueError(f"[input] data file {str(path)!r} cannot be read without pickle ({err}).") from None
-    except (OSError, EOFError) as err:
+        if "pickle" in str(err).lower():
+            raise ValueError(f"[input] data file {str(path)!r} cannot be read without pickle ({err}).") from None
         raise ValueError(f"[input] data file {str(path)!r} is not a valid .npy file ({err}).") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError, NotImplementedError, RuntimeError) as err:
+        # a zip-shaped file is opened as an .npz; a header may declare a shape too large to allocate
+        raise ValueError(f"[input] data file {str(path)!r} is not a valid .npy file ({type(err).__name__}: {err}).") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        data.close()
+        raise ValueError(f"[input] data file {str(path)!r} is an .npz archive; data must be a single .npy array.")
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
         raise ValueError(f"[input] data file {str(path)!r} must hold a numeric .npy array.")
     return EmpiricalLaw(dim, data)
@@ -269,12 +296,30 @@ def _choice(table: dict, name: str, key: str, options: tuple[str, ...], default:
     return value
 
 
+def _check_sizes(samples: int | None, fourth: int, dim: int, order: int, step: float) -> None:
+    """Refuse sizes that could only end in an out-of-memory crash or an endless run."""
+    for key, count in (("samples", samples), ("fourth_moment_samples", fourth)):
+        if count is not None and count * dim > MAX_SAMPLE_VALUES:
+            raise ValueError(
+                f"[expectation] {key} = {count} with dim = {dim} needs {count * dim} values, "
+                f"more than the limit {MAX_SAMPLE_VALUES}."
+            )
+    if order > MAX_HERMITE_ORDER:
+        raise ValueError(f"[expectation] hermite_order must be ≤ {MAX_HERMITE_ORDER}, got {order}.")
+    nodes = 2 * math.ceil((2.0 * math.sqrt(order + 1) + 12.0) / step) + 1  # as in HermiteQuadrature
+    if nodes * (order + 1) > MAX_HERMITE_TABLE:
+        raise ValueError(
+            f"[expectation] hermite_step = {step:g} with hermite_order = {order} needs a table of "
+            f"{nodes * (order + 1)} entries, more than the limit {MAX_HERMITE_TABLE}; use a larger step."
+        )
+
+
 def _integer(table: dict, name: str, key: str, default, minimum: int):
     value = table.get(key, default)
     if value is default:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"[{name}] {key} must be an integer ≥ {minimum}, got {value!r}.")
+        raise ValueError(f"[{name}] {key} must be an integer ≥ {minimum}, got {_short(value)}.")
     return value
 
 
@@ -282,8 +327,8 @@ def _number(table: dict, name: str, key: str, default, minimum: float | None = N
     value = table.get(key, default)
     if value is default:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"[{name}] {key} must be a finite number, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise ValueError(f"[{name}] {key} must be a finite number, got {_short(value)}.")
     if minimum is not None and value < minimum:
         raise ValueError(f"[{name}] {key} must be ≥ {minimum:g}, got {value!r}.")
     return float(value)
@@ -301,5 +346,23 @@ def _prompt_length(table: dict) -> float:
     if value == "inf":
         return math.inf
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"[task] prompt_length must be \"inf\" or an integer ≥ 1, got {value!r}.")
+        raise ValueError(f"[task] prompt_length must be \"inf\" or an integer ≥ 1, got {_short(value)}.")
+    if value > MAX_PROMPT_LENGTH:
+        raise ValueError(f"[task] prompt_length must be ≤ 2**53 (use \"inf\" for the limit), got {_short(value)}.")
     return value
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters (a fuzzed value can be huge)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with too many digits to print
+        return f"an integer of about {value.bit_length()} bits"
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -96,7 +96,9 @@ def load_npz(
         if str(err).startswith(what):
             raise
         raise ValueError(f"{what} file {str(path)!r} is not a valid .npz archive ({err}).") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError) as err:
+    except (
+        OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError, NotImplementedError, RuntimeError
+    ) as err:  # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method
         raise ValueError(f"{what} file {str(path)!r} is not a valid .npz archive ({type(err).__name__}).") from None
     out = {}
     for name, value in raw.items():

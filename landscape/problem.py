@@ -17,6 +17,7 @@ as differentiable torch functions of ``(a, w, p)``:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,7 +28,7 @@ from .expectations import Moments
 from .measure import ParticleMeasure
 from .teacher import Teacher
 
-__all__ = ["AttentionLandscape", "Evaluation", "SingularMomentError", "DEFAULT_SINGULAR_RTOL"]
+__all__ = ["AttentionLandscape", "Evaluation", "SingularMomentError", "PrecisionWarning", "DEFAULT_SINGULAR_RTOL"]
 
 #: Σ_µµ counts as singular when λ_min(Σ_µµ) ≤ DEFAULT_SINGULAR_RTOL · λ_max(Σ_µµ)
 #: (losses then lose about ``eps · cond ≈ 1e-6`` relative accuracy).
@@ -36,6 +37,10 @@ DEFAULT_SINGULAR_RTOL = 1e-10
 
 class SingularMomentError(ValueError):
     """Σ_µµ is singular (below the relative threshold): the landscape is undefined."""
+
+
+class PrecisionWarning(UserWarning):
+    """A landscape computed in less than float64: certificates (g near eps, λ_min signs) need float64."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class Evaluation:
         first_variation: array of shape (Q,) at the probes, or None.
         prompt_length: ``N`` (``math.inf`` for infinite).
         expectation: the backend's settings.
+        ridge: the ridge ``λ`` added to Σ_µµ (0: none; then ``sigma_cond`` is that of
+            ``Σ_µµ + λI``, the matrix actually inverted, and every loss is the ridge one).
     """
 
     loss: float
@@ -65,9 +72,10 @@ class Evaluation:
     first_variation: np.ndarray | None
     prompt_length: float
     expectation: dict
+    ridge: float = 0.0
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (``prompt_length`` is ``"inf"`` or an integer)."""
+        """A JSON-ready dict (``prompt_length`` is ``"inf"`` or an integer; ``ridge`` only when used)."""
         out = {
             "loss": self.loss,
             "loss_inf": self.loss_inf,
@@ -81,6 +89,8 @@ class Evaluation:
         }
         if self.first_variation is not None:
             out["first_variation"] = self.first_variation.tolist()
+        if self.ridge:
+            out["ridge"] = self.ridge
         return out
 
 
@@ -94,9 +104,16 @@ class AttentionLandscape:
         prompt_length: ``N ≥ 1`` or ``math.inf``.
         singular_rtol: relative threshold below which Σ_µµ counts as singular.
         loss_star: a known minimum value, if the user states one.
+        ridge: ``λ ≥ 0`` (default 0, off): Σ_µµ is replaced by ``Σ_µµ + λI`` wherever the
+            landscape uses it, i.e. ``L_λ(µ) = min_Γ L(µ, Γ) + ½λ tr(ΓᵀΓ A_N)``, a Tikhonov
+            guard for near-singular Σ_µµ. ``L_λ ≥ L``, it breaks the GL(k) invariance, and
+            ``L*`` is then unknown unless stated; evaluations report ``ridge``.
 
     Raises:
-        ValueError: on a negative noise, a prompt length below 1, or a bad threshold.
+        ValueError: on a negative noise, a prompt length below 1, a bad threshold or ridge.
+
+    Warns:
+        PrecisionWarning: when the backend's dtype is not float64.
     """
 
     def __init__(
@@ -107,6 +124,7 @@ class AttentionLandscape:
         prompt_length: float = math.inf,
         singular_rtol: float = DEFAULT_SINGULAR_RTOL,
         loss_star: float | None = None,
+        ridge: float = 0.0,
     ) -> None:
         if not (math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise must be a finite number ≥ 0, got {noise!r}.")
@@ -114,6 +132,16 @@ class AttentionLandscape:
             raise ValueError(f"prompt_length must be an integer ≥ 1 or inf, got {prompt_length!r}.")
         if not (0 < singular_rtol < 1):
             raise ValueError(f"singular_rtol must lie in (0, 1), got {singular_rtol!r}.")
+        if not (math.isfinite(ridge) and ridge >= 0):
+            raise ValueError(f"ridge must be a finite number ≥ 0, got {ridge!r}.")
+        if expectation.dtype != torch.float64:
+            warnings.warn(
+                f"the landscape is computed in {expectation.dtype}; certificates (stationarity near "
+                "machine precision, signs of small eigenvalues, L − L*) need torch.float64.",
+                PrecisionWarning,
+                stacklevel=2,
+            )
+        self.ridge = float(ridge)
         self.teacher = teacher
         self.expectation = expectation
         self.noise = float(noise)
@@ -159,7 +187,7 @@ class AttentionLandscape:
         """
         if self.stated_loss_star is not None:
             return float(self.stated_loss_star)
-        if self.finite_prompt or measure is None:
+        if self.finite_prompt or measure is None or self.ridge:
             return None
         realizable = (
             self.expectation.activation.name == self.teacher.activation.name
@@ -178,13 +206,19 @@ class AttentionLandscape:
         b = sigma_mt @ sigma_mt.T
         if not self.finite_prompt:
             return b
-        n = self.prompt_length
+        n = float(self.prompt_length)
         return (1.0 - 1.0 / n) * b + (fourth + self.noise**2 * sigma_mm) / n
+
+    def _ridged(self, sigma_mm: torch.Tensor) -> torch.Tensor:
+        """``Σ_µµ + λI`` (``Σ_µµ`` itself when the ridge is off)."""
+        if not self.ridge:
+            return sigma_mm
+        return sigma_mm + self.ridge * torch.eye(sigma_mm.shape[0], dtype=sigma_mm.dtype, device=sigma_mm.device)
 
     def loss_from_moments(self, sigma_mm, sigma_mt, fourth=None) -> torch.Tensor:
         """``L_N`` as a function of the moments (see :meth:`moments`)."""
         sigma_tt = self.expectation.sigma_tt
-        solved = torch.linalg.solve(sigma_mm, sigma_mt)  # Σ_µµ⁻¹ Σ_µ°
+        solved = torch.linalg.solve(self._ridged(sigma_mm), sigma_mt)  # Σ_µµ⁻¹ Σ_µ°
         if self.finite_prompt:
             a_n = self._attention_covariance(sigma_mm, sigma_mt, fourth)
             # tr(Σ_°µ Σ⁻¹ Σ_µ° · Σ_°µ A_N⁻¹ Σ_µ°)
@@ -198,14 +232,14 @@ class AttentionLandscape:
         a_n = self._attention_covariance(sigma_mm, sigma_mt, fourth)
         sigma_tt = self.expectation.sigma_tt
         cross = torch.trace(sigma_mt.T @ gamma @ sigma_mt)
-        quad = torch.trace(gamma.T @ sigma_mm @ gamma @ a_n)
+        quad = torch.trace(gamma.T @ self._ridged(sigma_mm) @ gamma @ a_n)
         return 0.5 * (torch.trace(sigma_tt) + self.noise**2 - 2.0 * cross + quad)
 
     def gamma_from_moments(self, sigma_mm, sigma_mt, fourth=None) -> torch.Tensor:
         """``Γ* = Σ_µµ⁻¹ Σ_µ°Σ_°µ A_N⁺`` (k, k): the minimal-norm minimiser of ``L(µ, ·)``."""
         a_n = self._attention_covariance(sigma_mm, sigma_mt, fourth)
         b = sigma_mt @ sigma_mt.T
-        return torch.linalg.solve(sigma_mm, b) @ torch.linalg.pinv(a_n, hermitian=True)
+        return torch.linalg.solve(self._ridged(sigma_mm), b) @ torch.linalg.pinv(a_n, hermitian=True)
 
     # ---------------------------------------------------------- particle level
     def loss(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -215,7 +249,7 @@ class AttentionLandscape:
     def loss_inf(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """``L_∞(µ) = ½[tr Σ_°° + τ² − tr(Σ_°µ Σ_µµ⁻¹ Σ_µ°)]``."""
         sigma_mm, sigma_mt, _ = self.expectation.moments(a, w, p)
-        explained = torch.trace(sigma_mt.T @ torch.linalg.solve(sigma_mm, sigma_mt))
+        explained = torch.trace(sigma_mt.T @ torch.linalg.solve(self._ridged(sigma_mm), sigma_mt))
         return 0.5 * (torch.trace(self.expectation.sigma_tt) + self.noise**2 - explained)
 
     def loss_with_gamma(self, a, w, p, gamma: torch.Tensor) -> torch.Tensor:
@@ -299,22 +333,26 @@ class AttentionLandscape:
 
     # ------------------------------------------------------------------ report
     def conditioning(self, measure: ParticleMeasure) -> tuple[float, float]:
-        """``(λ_min(Σ_µµ), cond(Σ_µµ))``.
+        """``(λ_min(Σ_µµ), cond(Σ_µµ + λI))`` (``λ`` the ridge, 0 by default).
 
         Raises:
-            SingularMomentError: when ``λ_min ≤ singular_rtol · λ_max``.
+            SingularMomentError: when ``λ_min + λ ≤ singular_rtol · (λ_max + λ)``; the
+                message names λ_min, λ_max and the condition number.
         """
         a, w, p = measure.tensors(self.dtype, self.device)
         with torch.no_grad():
             sigma_mm = self.expectation.moments(a, w, p).sigma_mm
             eig = torch.linalg.eigvalsh(sigma_mm)
         lo, hi = float(eig[0]), float(eig[-1])
-        if not (hi > 0 and lo > self.singular_rtol * hi):
+        lo_r, hi_r = lo + self.ridge, hi + self.ridge
+        if not (hi_r > 0 and lo_r > self.singular_rtol * hi_r):
+            cond = hi_r / lo_r if lo_r > 0 else math.inf
+            ridge = f" + ridge {self.ridge:g}" if self.ridge else ""
             raise SingularMomentError(
-                f"Σ_µµ is singular: λ_min = {lo:.3e}, λ_max = {hi:.3e} "
+                f"Σ_µµ{ridge} is singular: λ_min = {lo:.3e}, λ_max = {hi:.3e}, condition number {cond:.3e} "
                 f"(threshold λ_min > {self.singular_rtol:g}·λ_max)."
             )
-        return lo, hi / lo
+        return lo, hi_r / lo_r
 
     def evaluate(
         self,
@@ -353,6 +391,13 @@ class AttentionLandscape:
             loss_inf = float(self.loss_inf(a, w, p))
             gamma = self.gamma_from_moments(*moments).cpu().numpy()
         grad_norm = float(self.stationarity(a, w, p))
+        values = {"loss": loss, "loss_inf": loss_inf, "grad_norm": grad_norm, "gamma": gamma, "first_variation": fv}
+        bad = [name for name, value in values.items() if value is not None and not np.all(np.isfinite(value))]
+        if bad:
+            raise ValueError(
+                f"the evaluation overflowed: {', '.join(bad)} not finite (λ_min(Σ_µµ) = {sigma_min:.3e}, "
+                f"condition number {sigma_cond:.3e}); rescale the weights, data or noise."
+            )
         return Evaluation(
             loss=loss,
             loss_inf=loss_inf,
@@ -364,4 +409,5 @@ class AttentionLandscape:
             first_variation=fv,
             prompt_length=self.prompt_length,
             expectation=self.expectation.describe(),
+            ridge=self.ridge,
         )
