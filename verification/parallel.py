@@ -20,10 +20,12 @@ class TaskPool:
         jobs: worker processes on this machine (1: in this process, serially).
         scheduler: address of a Dask distributed scheduler (``tcp://host:port``); when set,
             tasks run on that cluster and ``jobs`` is ignored.
+        connect_timeout: seconds to wait for that scheduler before giving up.
     """
 
     jobs: int = 1
     scheduler: str | None = None
+    connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.jobs, int) or self.jobs < 1:
@@ -33,7 +35,7 @@ class TaskPool:
         """``[fn(*item) for item in items]``, in order, wherever the pool runs tasks."""
         items = list(items)
         if self.scheduler is not None:
-            return _dask_map(self.scheduler, fn, items)
+            return _dask_map(self.scheduler, fn, items, self.connect_timeout)
         if self.jobs == 1 or len(items) <= 1:
             return [fn(*item) for item in items]
         from joblib import Parallel, delayed
@@ -41,13 +43,13 @@ class TaskPool:
         return Parallel(n_jobs=self.jobs, backend="loky")(delayed(fn)(*item) for item in items)
 
 
-def _dask_map(address: str, fn: Callable[..., Any], items: list[tuple]) -> list[Any]:
+def _dask_map(address: str, fn: Callable[..., Any], items: list[tuple], timeout: float) -> list[Any]:
     try:
         from distributed import Client
     except ImportError as err:  # pragma: no cover - distributed is a dependency
         raise ValueError(f"--scheduler needs the 'distributed' package ({err}).") from None
     try:
-        client = Client(address, timeout="10s", set_as_default=False)
+        client = Client(address, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError) as err:
         raise ValueError(f"cannot reach the Dask scheduler at {address!r} ({type(err).__name__}).") from None
     try:
