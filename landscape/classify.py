@@ -67,6 +67,7 @@ class HessianReport:
             "null_dim": self.null.null_dim,
             "symmetry_dim": self.null.symmetry_dim,
             "null_residual": self.null.residual,
+            "null_spectrum": self.null.spectrum.tolist(),
             "null_families": self.null.counts,
             "zero_count": self.zero_count,
             "zero_count_complete": self.zero_count_complete,

@@ -1,9 +1,11 @@
 """The ``landscape analyze`` subcommand: classify a measure with certificates (THEORY.md §7–8).
 
-Prints everything ``evaluate`` prints plus ``classification`` and ``hessian``; with
+Prints everything ``evaluate`` prints plus ``classification`` and ``hessian``, and
+``problem`` (absolute path) and ``measure`` (where the analysed measure is). With
 ``--out DIR`` also writes ``DIR/psi0.npz`` (arrays ``a`` (M, k), ``w`` (M, d): ψ0 per
-particle, unit in L²(µ)) and ``DIR/analysis.json``, each atomically and only after the
-whole analysis succeeded. A ``degenerate`` verdict prints a loud warning on stderr.
+particle, unit in L²(µ)), ``DIR/measure.npz`` (the measure analysed: refined with
+``--refine``; ``measure`` is then ``"measure.npz"``) and ``DIR/analysis.json``, each
+atomically and only after the whole analysis succeeded. A ``degenerate`` verdict prints a loud warning on stderr.
 Bad input: one ``error:`` line, exit status 2, nothing written.
 """
 
@@ -36,7 +38,10 @@ def _analyze(args: argparse.Namespace) -> int:
     landscape.check_measure(measure, features=spec.features)
     result = analyze(landscape, measure, settings, refine_first=args.refine)
     report = result.to_dict()
+    report["problem"] = str(Path(args.problem).resolve())
+    report["measure"] = "measure.npz" if out is not None else str(Path(args.measure).resolve())
     if out is not None:
+        result.measure.save(out / "measure.npz")
         save_npz(out / "psi0.npz", a=result.psi0[0], w=result.psi0[1])
         write_json(out / "analysis.json", report)
     for message in result.warnings:

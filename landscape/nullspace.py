@@ -39,6 +39,8 @@ class NullSpace:
         symmetry_dim: rank of the symmetry candidates (``≥ null_dim``).
         residual: ``max ‖H q‖`` over the deflated columns (0 when none).
         counts: candidates per family before orthonormalisation.
+        spectrum: array of shape (null_dim,), eigenvalues of ``QᵀHQ`` on the deflated space
+            (zero to working precision when the deflation is sound).
     """
 
     basis: torch.Tensor
@@ -46,6 +48,7 @@ class NullSpace:
     symmetry_dim: int
     residual: float
     counts: dict
+    spectrum: np.ndarray
 
 
 def coincident_groups(measure: ParticleMeasure, odd: bool, atol: float = 1e-12) -> list[list[tuple[int, int]]]:
@@ -131,12 +134,15 @@ def null_space(operator: WassersteinHessian, tol: float, rank_rtol: float = 1e-1
     q, counts = symmetry_basis(operator.measure, act.odd, act.homogeneous, rank_rtol)
     q = q.to(dtype=operator.dtype, device=operator.device)
     if q.shape[1] == 0:
-        return NullSpace(q, 0, 0, 0.0, counts)
+        return NullSpace(q, 0, 0, 0.0, counts, np.zeros(0))
     hq = operator.matmat(q)
     _, sv, vh = torch.linalg.svd(hq, full_matrices=True)
     sv_full = torch.zeros(q.shape[1], dtype=q.dtype, device=q.device)
     sv_full[: sv.numel()] = sv
     keep = sv_full <= tol
     basis = q @ vh.T[:, keep]  # orthonormal: q and vh are
-    residual = float(torch.linalg.norm(hq @ vh.T[:, keep], dim=0).max()) if keep.any() else 0.0
-    return NullSpace(basis, int(keep.sum()), int(q.shape[1]), residual, counts)
+    h_basis = hq @ vh.T[:, keep]
+    residual = float(torch.linalg.norm(h_basis, dim=0).max()) if keep.any() else 0.0
+    small = basis.T @ h_basis
+    spectrum = torch.linalg.eigvalsh(0.5 * (small + small.T)).cpu().numpy() if keep.any() else np.zeros(0)
+    return NullSpace(basis, int(keep.sum()), int(q.shape[1]), residual, counts, spectrum)

@@ -37,6 +37,9 @@ def test_analyze_json_at_the_saddle_writes_psi0_and_the_report(capsys, tmp_path)
     psi = np.load(out_dir / "psi0.npz")
     assert psi["a"].shape == (3, 3) and psi["w"].shape == (3, 6)
     assert json.loads((out_dir / "analysis.json").read_text()) == report
+    assert report["measure"] == "measure.npz" and Path(report["problem"]) == PROBLEM
+    np.testing.assert_array_equal(np.load(out_dir / "measure.npz")["w"], np.load(EXAMPLES / "saddle.npz")["w"])
+    assert max(abs(x) for x in report["hessian"]["null_spectrum"]) < 1e-12
 
 
 def test_analyze_table_output_and_refine(capsys):
