@@ -28,11 +28,11 @@ from landscape.teacher import Teacher
 
 __all__ = [
     "explained_by",
-    "linear_attention_risk_stein",
+    "fit_power",
     "linear_attention_risk_sampled",
+    "linear_attention_risk_stein",
     "random_feature_risk",
     "relative_excess",
-    "fit_power",
 ]
 
 #: eigenvalues of Σ_hh below this fraction of the largest are dropped (pseudo-inverse).

@@ -37,11 +37,23 @@ from landscape.measure import ParticleMeasure
 from landscape.problem import AttentionLandscape
 
 from .baseline import Tolerance
-from .comparators import fit_power, linear_attention_risk_sampled, linear_attention_risk_stein, random_feature_risk, relative_excess
+from .comparators import (
+    fit_power,
+    linear_attention_risk_sampled,
+    linear_attention_risk_stein,
+    random_feature_risk,
+    relative_excess,
+)
 from .parallel import TaskPool
 from .profiles import Profile
 from .records import ClaimResult, Metric, verdict_from_margin
-from .scenarios import mean_and_stderr, orthogonal_teacher_problem, run_training, write_evidence
+from .scenarios import (
+    mean_and_stderr,
+    orthogonal_teacher_problem,
+    run_training,
+    write_evidence,
+)
+from .threads import single_thread
 
 CLAIM_ID = "expressivity"
 STATEMENT = (
@@ -133,7 +145,6 @@ def _simulate(landscape: AttentionLandscape, measure: ParticleMeasure, prompts: 
 
 def _seed_task(directory: Path, seed: int, time: float, simulate_prompts: int) -> dict:
     """Train one seed and measure everything that depends on it."""
-    torch.set_default_dtype(torch.float64)
     landscape = parse_problem(PROBLEM).landscape()
     measure = _trained_measure(directory, seed, time)
     a, w, p = measure.tensors()
@@ -259,4 +270,5 @@ def relative_excess_value(loss: float, signal: float) -> float:
 
 
 def _call(fn, args):
-    return fn(*args)
+    with single_thread():
+        return fn(*args)

@@ -22,7 +22,9 @@ PAPER_CLAIMS = {
     "birth-death": "verification.birth_death",
 }
 #: checks the paper suggests beyond its proofs.
-EXTRA_CHECKS: dict[str, str] = {}
+EXTRA_CHECKS: dict[str, str] = {
+    "real-data": "verification.real_data",
+}
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}
 
