@@ -16,7 +16,8 @@ __all__ = ["register"]
 def _report(args: argparse.Namespace) -> int:
     from reports.build import build_report
 
-    index = build_report(Path(args.input), Path(args.out))
+    optional = {name: Path(getattr(args, name)) for name in ("measure", "problem") if getattr(args, name) is not None}
+    index = build_report(Path(args.input), Path(args.out), **optional)
     print(f"report: {index}")
     return 0
 
@@ -26,4 +27,6 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="HTML + Markdown report of a verify, train or analyze output")
     parser.add_argument("input", metavar="INPUT", help="a verify output, a train run directory or an analyze output")
     parser.add_argument("--out", required=True, help="output folder for index.html, summary.md and figures/")
+    parser.add_argument("--measure", help="analyze output only: the measure analysed (.npz), to draw ψ0 on the particles")
+    parser.add_argument("--problem", help="analyze output only: its problem file (TOML), for the teacher directions")
     parser.set_defaults(run=_report)

@@ -25,12 +25,13 @@ from .sections_verify import claim_sections, claims_table
 __all__ = ["build_report"]
 
 
-def build_report(input_dir: Path, out_dir: Path) -> Path:
+def build_report(input_dir: Path, out_dir: Path, *, measure: Path | None = None, problem: Path | None = None) -> Path:
     """Write ``out_dir/index.html``, ``out_dir/summary.md`` and ``out_dir/figures/`` for ``input_dir``.
 
     ``input_dir`` is a ``landscape verify`` output (``results.json``), a ``landscape train``
     run directory (``trajectory.csv``) or a ``landscape analyze`` output (``analysis.json``);
-    ``out_dir`` may be the same folder.
+    ``out_dir`` may be the same folder. ``measure`` and ``problem`` (an analyze output only)
+    name the measure analysed and its problem file, to draw ψ0 on the particles.
 
     Returns:
         the path of ``index.html``.
@@ -41,6 +42,8 @@ def build_report(input_dir: Path, out_dir: Path) -> Path:
     """
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     kind = detect_kind(input_dir)
+    if kind != "analysis" and (measure is not None or problem is not None):
+        raise ValueError(f"measure and problem apply to an analyze output only; {str(input_dir)!r} is a {kind} output.")
     source = str(input_dir.resolve())
     if kind == "verify":
         claims = read_results(input_dir / "results.json")
@@ -58,8 +61,8 @@ def build_report(input_dir: Path, out_dir: Path) -> Path:
             sections.append(analysis_section(input_dir, "analysis", f"Analysis: {input_dir.name}"))
         report = Report("Training run report", kind, source, sections)
     else:
-        report = Report("Critical point report", kind, source,
-                        [analysis_section(input_dir, "analysis", f"Analysis: {input_dir.name}")])
+        section = analysis_section(input_dir, "analysis", f"Analysis: {input_dir.name}", measure, problem)
+        report = Report("Critical point report", kind, source, [section])
     write_figures([fig for section in report.sections for fig in section.figures], out_dir)
     atomic_write_text(out_dir / "summary.md", render_markdown(report))
     index = out_dir / "index.html"

@@ -39,6 +39,14 @@ class CurvatureRow:
     bound: float | None
 
 
+def _thin_symlog_ticks(ax, axis: str, linthresh: float) -> None:
+    """Keep 0 and the symlog ticks beyond ``3·linthresh`` (those just outside 0 collide with it)."""
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    ticks = ax.get_xticks() if axis == "x" else ax.get_yticks()
+    kept = [t for t in ticks if min(lo, hi) <= t <= max(lo, hi) and (t == 0 or abs(t) >= 3 * linthresh)]
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(kept)
+
+
 def spectra_figure(rows: list[SpectrumRow]) -> Figure:
     """One line per critical point: the spectrum off the null directions, and the null directions apart.
 
@@ -47,10 +55,11 @@ def spectra_figure(rows: list[SpectrumRow]) -> Figure:
     orange, the rest blue; null-direction eigenvalues are grey crosses on their own line
     below, or, where they were deflated without being computed, their count is written.
     """
-    fig = new_figure(6.4, 1.2 + 0.75 * len(rows))
+    fig = new_figure(6.4, 1.2 + (0.75 if len(rows) <= 8 else 0.4) * len(rows))
     ax = fig.add_subplot()
     values = np.concatenate([np.abs(r.spectrum + r.null_spectrum) for r in rows] + [np.zeros(1)])
-    ax.set_xscale("symlog", linthresh=max(1e-3 * float(values.max()), 1e-300))
+    linthresh = max(1e-3 * float(values.max()), 1e-300)
+    ax.set_xscale("symlog", linthresh=linthresh)
     seen: set[str] = set()
 
     def label(key: str, present: bool) -> str | None:
@@ -70,6 +79,9 @@ def spectra_figure(rows: list[SpectrumRow]) -> Figure:
             ax.annotate(f"+ {row.null_dim} null directions deflated", (0.99, -y - 0.3), xycoords=("axes fraction", "data"),
                         ha="right", va="center", fontsize=7, color=COLORS["null"])
     ax.axvline(0.0, color=COLORS["theory"], lw=0.6)
+    if values.max() > 0:
+        ax.set_xlim(-2.0 * values.max(), 2.0 * values.max())
+    _thin_symlog_ticks(ax, "x", linthresh)
     ax.set_yticks([-y for y in range(len(rows))], [f"{r.name}\n({r.classification})" for r in rows], fontsize=7)
     ax.set_ylim(-len(rows) + 0.4, 0.6)
     ax.set_xlabel("Hessian eigenvalue λ (symmetric log scale)")
@@ -89,8 +101,9 @@ def psi0_figure(w: np.ndarray, psi_w: np.ndarray, u: np.ndarray, lam: float | No
 
     Panels plot the coordinates ``w·u_l/|u_l|`` for consecutive pairs of teacher directions
     (up to three panels; with one direction, the second axis is ``|w⊥|``, the part of ``w``
-    orthogonal to every ``u_l``). Arrows are ψ0's projected ``w`` part, scaled so the
-    longest is a quarter of the panel; teacher neurons are stars.
+    orthogonal to every ``u_l``). Arrows are ψ0's projected ``w`` part, with one scale for all
+    panels (the longest projected arrow is a quarter of the widest coordinate range); teacher
+    neurons are stars.
 
     Raises:
         ValueError: shapes that do not agree.
@@ -109,12 +122,12 @@ def psi0_figure(w: np.ndarray, psi_w: np.ndarray, u: np.ndarray, lam: float | No
     else:
         pairs = [(i, i + 1) for i in range(min(len(u) - 1, 3))]
         names = [f"u_{i + 1}" for i in range(len(u))]
+    span = max(float(np.ptp(np.concatenate([coords, teacher]), axis=0).max()), 1e-12)
+    longest = float(np.linalg.norm(arrows, axis=1).max())
+    scale = 0.25 * span / longest if longest > 0 else 0.0
     fig = new_figure(3.3 * len(pairs), 3.4)
     for n, (i, j) in enumerate(pairs):
         ax = fig.add_subplot(1, len(pairs), n + 1)
-        span = max(np.ptp(np.concatenate([coords[:, [i, j]], teacher[:, [i, j]]]), axis=0).max(), 1e-12)
-        longest = np.linalg.norm(arrows[:, [i, j]], axis=1).max()
-        scale = 0.25 * span / longest if longest > 0 else 0.0
         ax.scatter(teacher[:, i], teacher[:, j], marker="*", s=120, color=COLORS["plateau"], label="teacher u_l", zorder=3)
         ax.scatter(coords[:, i], coords[:, j], s=18, color=COLORS["main"], label="particles w_i", zorder=4)
         ax.quiver(coords[:, i], coords[:, j], scale * arrows[:, i], scale * arrows[:, j], angles="xy", scale_units="xy",
@@ -144,8 +157,16 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
     bars = [(i, r.bound) for i, r in enumerate(rows) if r.bound is not None]
     for n, (i, bound) in enumerate(bars):
         ax.plot([i - 0.3, i + 0.3], [-bound, -bound], color=COLORS["theory"], lw=1.5, label=None if n else "bound −4/(k R₁²)")
+        ax.annotate(f"{-bound:.3g}", (i + 0.3, -bound), fontsize=7, va="center", ha="left")
+    for i, row in enumerate(rows):
+        ax.annotate(f"{row.ratio:.3g}", (i, row.ratio), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
     ax.axhline(0.0, color=COLORS["null"], lw=0.6)
-    ax.set_yscale("symlog", linthresh=min([abs(r.ratio) for r in rows if r.ratio] + [abs(r.bound) for r in rows if r.bound] + [1.0]))
+    linthresh = min([abs(r.ratio) for r in rows if r.ratio] + [abs(r.bound) for r in rows if r.bound] + [1.0])
+    ax.set_yscale("symlog", linthresh=linthresh)
+    lowest = min([r.ratio for r in rows] + [-r.bound for r in rows if r.bound is not None])
+    if all(r.ratio <= 0 for r in rows) and lowest < 0:
+        ax.set_ylim(3.0 * lowest, linthresh)
+    _thin_symlog_ticks(ax, "y", linthresh)
     ax.set_xticks(x, [r.name for r in rows], fontsize=7, rotation=20 if len(rows) > 4 else 0)
     ax.set_ylabel("curvature ratio (symlog)")
     ax.set_title("Flat second variation against the bound")

@@ -198,12 +198,17 @@ def read_trajectory(path: Path) -> Trajectory:
     return Trajectory(columns, events)
 
 
-def find_particles(folder: Path, analysis: dict[str, Any]) -> dict[str, np.ndarray] | None:
+def find_particles(folder: Path, analysis: dict[str, Any], given: Path | None = None) -> dict[str, np.ndarray] | None:
     """The measure an analysis was made at: arrays ``a`` (M, k) and ``w`` (M, d), or None.
 
-    Looked for, in order: a path under the key ``measure`` of ``analysis.json`` (relative to
-    ``folder``), then ``measure.npz`` and ``final.npz`` in ``folder`` and its parent.
+    Looked for, in order: ``given``, a path under the key ``measure`` of ``analysis.json``
+    (relative to ``folder``), then ``measure.npz`` and ``final.npz`` in ``folder`` and its parent.
+
+    Raises:
+        ValueError: ``given`` does not exist, or the file found is not a valid measure.
     """
+    if given is not None:
+        return load_npz(given, required=("a", "w"), what="measure")
     candidates = []
     if isinstance(analysis.get("measure"), str):
         candidates.append(folder / analysis["measure"])
@@ -215,15 +220,22 @@ def find_particles(folder: Path, analysis: dict[str, Any]) -> dict[str, np.ndarr
     return None
 
 
-def find_teacher_directions(folder: Path, analysis: dict[str, Any] | None = None) -> np.ndarray | None:
+def find_teacher_directions(folder: Path, analysis: dict[str, Any], given: Path | None = None) -> np.ndarray | None:
     """The teacher directions ``u_l`` (array of shape (L, d)) from a problem file, or None.
 
-    Looked for, in order: the path under the key ``problem`` of ``analysis.json``, then
-    ``config.toml`` and ``problem.toml`` in ``folder`` and its parent. The ``[teacher]``
+    Looked for, in order: ``given``, the path under the key ``problem`` of ``analysis.json``,
+    then ``config.toml`` and ``problem.toml`` in ``folder`` and its parent. The ``[teacher]``
     table gives ``u`` inline or ``file`` (an ``.npz`` with ``u``; relative to the TOML file).
+
+    Raises:
+        ValueError: ``given`` does not exist, or the file found is not readable TOML.
     """
+    if given is not None:
+        if not given.is_file():
+            raise ValueError(f"problem file {str(given)!r} does not exist.")
+        return _teacher_u(given)
     candidates = []
-    if analysis is not None and isinstance(analysis.get("problem"), str):
+    if isinstance(analysis.get("problem"), str):
         candidates.append(folder / analysis["problem"])
     for base in (folder, folder.parent):
         candidates += [base / "config.toml", base / "problem.toml"]

@@ -110,11 +110,16 @@ def _scalars(raw: dict[str, Any], prefix: str = "") -> list[list[str]]:
     return rows
 
 
-def analysis_section(folder: Path, slug: str, title: str) -> Section:
+def analysis_section(
+    folder: Path, slug: str, title: str, measure: Path | None = None, problem: Path | None = None
+) -> Section:
     """A section for an ``analyze`` output: its numbers, warnings, spectrum, ψ0 and curvature figures.
 
+    ``measure`` and ``problem`` name the measure analysed and its problem file (for ψ0 on the
+    particles); by default they are looked for beside the analysis (:mod:`reports.inputs`).
+
     Raises:
-        ValueError: a malformed ``analysis.json`` or ``psi0.npz``.
+        ValueError: a malformed ``analysis.json`` or ``psi0.npz``, or a given file that is missing.
     """
     raw = read_json(folder / "analysis.json")
     if not isinstance(raw, dict):
@@ -134,10 +139,11 @@ def analysis_section(folder: Path, slug: str, title: str) -> Section:
             "the deflated null directions are counted apart.",
         ))
     psi_file = folder / "psi0.npz"
-    particles = find_particles(folder, raw) if psi_file.is_file() else None
-    u = find_teacher_directions(folder, raw) if particles is not None else None
+    particles = find_particles(folder, raw, measure) if psi_file.is_file() else None
+    u = find_teacher_directions(folder, raw, problem) if particles is not None else None
     if psi_file.is_file() and (particles is None or u is None):
-        section.notes.append("psi0.npz found but not drawn: the measure (measure.npz / final.npz) or the teacher (config.toml) is missing.")
+        section.notes.append("psi0.npz found but not drawn: the measure or the problem file was not found "
+                             "(pass --measure and --problem to landscape report).")
     if particles is not None and u is not None:
         psi = load_npz(psi_file, required=("a", "w"), what="psi0")
         lam = hessian.get("lambda_min")

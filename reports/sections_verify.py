@@ -98,7 +98,7 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
         raise ValueError("must hold a list of objects")
     spectra = [
-        fig_points.SpectrumRow(str(p.get("name", i)), str(p.get("classification", "?")), _floats(p.get("spectrum")),
+        fig_points.SpectrumRow(str(p.get("name", i)), str(p.get("classification", "?")), _spectrum(p),
                                _floats(p.get("null_spectrum")), p.get("null_dim"))
         for i, p in enumerate(raw)
     ]
@@ -106,7 +106,8 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
     if spectra:
         section.figures.append(render_figure(
             fig_points.spectra_figure(spectra), f"{slug}-spectra",
-            "Hessian spectra at the critical points found (orange: negative eigenvalues; grey crosses: null directions, shown apart).",
+            "Hessian spectra at the critical points found (λ_min alone where no spectrum was recorded; orange: "
+            "negative eigenvalues; grey crosses: null directions, shown apart, or their deflated count).",
         ))
     curvature = [
         fig_points.CurvatureRow(str(p.get("name", i)), float(p["curvature_ratio"]),
@@ -119,6 +120,13 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
             "Flat curvature ratio (d²L/ds²)/L² at each non-global critical point beside −4/(k R₁²) (black bars); "
             "orange dots contradict the bound.",
         ))
+
+
+def _spectrum(point: dict[str, Any]) -> list[float]:
+    """The point's ``spectrum``, or ``[lambda_min]`` where only that was recorded."""
+    if point.get("spectrum") is None and isinstance(point.get("lambda_min"), (int, float)):
+        return [float(point["lambda_min"])]
+    return _floats(point.get("spectrum"))
 
 
 def _floats(value: Any) -> list[float]:

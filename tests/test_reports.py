@@ -256,3 +256,18 @@ def test_html_report_loads_in_headless_chromium(chromium, verify_report, tmp_pat
     shot = tmp_path / "phone.png"
     result = _browse(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", url)
     assert result.returncode == 0 and shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+
+
+def test_report_command_draws_psi0_from_given_measure_and_problem(tmp_path):
+    folder = write_analysis(tmp_path / "analysis")
+    (folder / "measure.npz").rename(tmp_path / "mu.npz")
+    (folder / "config.toml").rename(tmp_path / "problem.toml")
+    assert main(["report", str(folder), "--out", str(tmp_path / "a")]) == 0
+    assert not (tmp_path / "a" / "figures" / "analysis-psi0.png").exists()
+    assert "pass --measure and --problem" in (tmp_path / "a" / "summary.md").read_text(encoding="utf-8")
+    args = ["--measure", str(tmp_path / "mu.npz"), "--problem", str(tmp_path / "problem.toml")]
+    assert main(["report", str(folder), "--out", str(tmp_path / "b"), *args]) == 0
+    assert (tmp_path / "b" / "figures" / "analysis-psi0.svg").is_file()
+    run = write_run(tmp_path / "run")
+    assert main(["report", str(run), "--out", str(tmp_path / "c"), *args]) == 2
+    assert not (tmp_path / "c").exists()
