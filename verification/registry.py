@@ -24,6 +24,7 @@ PAPER_CLAIMS = {
 #: checks the paper suggests beyond its proofs.
 EXTRA_CHECKS: dict[str, str] = {
     "real-data": "verification.real_data",
+    "feature-mismatch": "verification.feature_mismatch",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}
