@@ -40,8 +40,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "landscape" / "examples"
 #: seconds one in-process case may take before it counts as a hang.
 CASE_TIMEOUT_S = 20
 #: cases per fuzz family in the quick run and in the slow run.
-QUICK_CASES = 60
-SLOW_CASES = 600
+QUICK_CASES = 40
+SLOW_CASES = 400
 
 
 # --------------------------------------------------------------------- the oracle
@@ -124,7 +124,7 @@ BASE_PROBLEMS: dict[str, dict] = {
         "teacher": {"file": "teacher_weights.npz", "activation": "tanh"},
         "model": {"activation": "tanh", "features": 3},
         "task": {"noise": 0.2, "prompt_length": 20, "loss_star": 0.01},
-        "expectation": {"method": "exact", "fourth_moment_samples": 500, "hermite_order": 32, "hermite_step": 0.1},
+        "expectation": {"method": "exact", "fourth_moment_samples": 500, "hermite_order": 16, "hermite_step": 0.2},
     },
     "mc_sphere": {
         "input": {"law": "sphere"},
@@ -709,28 +709,61 @@ def _run_subprocess(args: list[str]) -> Outcome:
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
 
+#: runs several ``main`` calls in one fresh interpreter, stderr unredirected (warnings
+#: included), a marker line between cases; prints the exit statuses as JSON.
+_DRIVER = """
+import json, sys
+from landscape.cli import main
+statuses = []
+for args in json.loads(sys.argv[1]):
+    statuses.append(main(["evaluate", *args, "--json"]))
+    sys.stdout.flush()
+    print("@@case-end@@", file=sys.stderr, flush=True)
+print("@@statuses@@" + json.dumps(statuses))
+"""
+
+
 def test_subprocess_real_stderr(workdir):
-    """A handful of bad inputs through a real process: the real stderr has one line, no warnings."""
+    """Bad inputs in a real interpreter: the real stderr has one line (no warnings, no traceback)."""
     cases = []
-    (workdir / "junk.toml").write_bytes(b"\xff\xfe[[[")
-    cases.append((["--problem", str(workdir / "junk.toml")], "junk toml"))
     (workdir / "pickled.npz").write_bytes(_pickle_npz("a", {"w": np.ones((2, 6))}))
     cases.append((["--measure", str(workdir / "pickled.npz")], "pickled measure"))
     (workdir / "huge.npz").write_bytes(_huge_header_npz("a", {"w": np.ones((2, 6))}))
     cases.append((["--measure", str(workdir / "huge.npz")], "huge header"))
     np.savez(workdir / "overflow.npz", a=np.full((2, 3), 1e300), w=np.ones((2, 6)), p=np.array([1e308, 1e308]))
-    cases.append((["--measure", str(workdir / "overflow.npz")], "overflowing weights"))
+    cases.append((["--measure", str(workdir / "overflow.npz")], "overflowing weights (numpy warns)"))
+    np.savez(workdir / "big.npz", a=np.full((2, 3), 1e200), w=np.ones((2, 6)))
+    cases.append((["--measure", str(workdir / "big.npz")], "overflow inside the landscape"))
     doc = json.loads(json.dumps(BASE_PROBLEMS["exact_inf"]))
     doc["task"]["noise"] = 1e300
     (workdir / "noisy.toml").write_text(toml_dumps(doc), encoding="utf-8")
     cases.append((["--problem", str(workdir / "noisy.toml")], "overflowing noise"))
+    (workdir / "deep.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    cases.append((["--problem", str(workdir / "deep.toml")], "deeply nested TOML"))
+    all_args = []
     for replace, label in cases:
         args = _default_args(workdir)
         args[args.index(replace[0]) + 1] = replace[1]
-        check_outcome(_run_subprocess(args), bad=True, label=label)
+        all_args.append(args)
+    env = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DEBUG"}
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(all_args)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert "@@statuses@@" in proc.stdout, proc.stderr[-2000:]
+    statuses = json.loads(proc.stdout.split("@@statuses@@")[1])
+    outs = proc.stdout.split("@@statuses@@")[0]
+    errs = proc.stderr.split("@@case-end@@\n")[:-1]
+    assert len(statuses) == len(errs) == len(cases)
+    assert outs == ""
+    for status, err, (_, label) in zip(statuses, errs, cases):
+        check_outcome(Outcome(status, "", err), bad=True, label=label)
 
 
-def test_subprocess_valid_input_succeeds(workdir):
+def test_console_script_bad_and_valid_input(workdir):
+    """The installed ``landscape`` script (or ``python -m landscape.cli``): one bad, one valid run."""
+    (workdir / "junk.toml").write_bytes(b"\xff\xfe[[[")
+    args = _default_args(workdir)
+    args[1] = str(workdir / "junk.toml")
+    check_outcome(_run_subprocess(args), bad=True, label="junk toml")
     outcome = _run_subprocess(_default_args(workdir))
     check_outcome(outcome, bad=False, label="valid")
     assert outcome.status == 0
