@@ -12,7 +12,7 @@ from typing import Any
 
 from .plotting import FigureFile
 
-__all__ = ["Table", "Section", "Report", "exact", "short"]
+__all__ = ["Report", "Section", "Table", "exact", "short"]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from .plotting import COLORS, new_figure
 
-__all__ = ["SpectrumRow", "CurvatureRow", "spectra_figure", "psi0_figure", "curvature_figure"]
+__all__ = ["CurvatureRow", "SpectrumRow", "curvature_figure", "psi0_figure", "spectra_figure"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def psi0_figure(w: np.ndarray, psi_w: np.ndarray, u: np.ndarray, lam: float | No
     coords, arrows, teacher = w @ basis.T, psi_w @ basis.T, u @ basis.T
     if len(u) == 1:
         q, _ = np.linalg.qr(basis.T)
-        perp = lambda x: np.linalg.norm(x - (x @ q) @ q.T, axis=1, keepdims=True)  # noqa: E731
+        perp = lambda x: np.linalg.norm(x - (x @ q) @ q.T, axis=1, keepdims=True)
         coords = np.hstack([coords, perp(w)])
         arrows = np.hstack([arrows, perp(w + psi_w) - perp(w)])
         teacher = np.hstack([teacher, np.zeros((1, 1))])

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from .plotting import COLORS, new_figure
 
-__all__ = ["escape_figure", "decay_figure", "escape_data", "decay_data"]
+__all__ = ["decay_data", "decay_figure", "escape_data", "escape_figure"]
 
 
 def _vector(raw: dict[str, Any], key: str, what: str) -> np.ndarray:

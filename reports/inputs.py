@@ -24,15 +24,15 @@ import numpy as np
 from landscape.io import load_npz
 
 __all__ = [
-    "Metric",
     "Claim",
+    "Metric",
     "Trajectory",
     "detect_kind",
+    "find_particles",
+    "find_teacher_directions",
     "read_json",
     "read_results",
     "read_trajectory",
-    "find_particles",
-    "find_teacher_directions",
 ]
 
 KINDS = {"verify": "results.json", "run": "trajectory.csv", "analysis": "analysis.json"}

@@ -11,7 +11,7 @@ import re
 
 from .document import Report, Table
 
-__all__ = ["render_markdown", "md_escape"]
+__all__ = ["md_escape", "render_markdown"]
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 

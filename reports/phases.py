@@ -19,12 +19,13 @@ observation (THEORY.md §10, claim 5) that it varied by at most 25% within each 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
 from .inputs import Trajectory
 
-__all__ = ["Plateau", "Phase", "find_plateaus", "find_phases", "event_times", "PAPER_VARIATION"]
+__all__ = ["PAPER_VARIATION", "Phase", "Plateau", "event_times", "find_phases", "find_plateaus"]
 
 #: the paper's observation: λ_min(Σ_µµ) varied by at most 25% within each training phase.
 PAPER_VARIATION = 0.25
@@ -132,7 +133,7 @@ def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
             cuts.add(i)
     edges = sorted(c for c in cuts if 0 <= c <= len(t))
     phases = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in pairwise(edges):
         values = sigma[lo:hi][np.isfinite(sigma[lo:hi])]
         if hi - lo >= 2 and values.size:
             phases.append(Phase(lo, hi - 1, float(t[lo]), float(t[hi - 1]), float(values.min()), float(values.max())))

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from landscape.io import atomic_write_bytes
 
-__all__ = ["FigureFile", "new_figure", "render_figure", "write_figures", "COLORS"]
+__all__ = ["COLORS", "FigureFile", "new_figure", "render_figure", "write_figures"]
 
 #: one colour per role, used consistently across figures (colour-blind-safe Okabe–Ito).
 COLORS = {

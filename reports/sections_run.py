@@ -15,7 +15,7 @@ from .inputs import find_particles, find_teacher_directions, read_json, read_tra
 from .phases import PAPER_VARIATION, event_times, find_phases, find_plateaus
 from .plotting import render_figure
 
-__all__ = ["run_section", "analysis_section", "noise_floor"]
+__all__ = ["analysis_section", "noise_floor", "run_section"]
 
 
 def noise_floor(run: Path) -> float | None:

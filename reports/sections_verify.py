@@ -19,7 +19,7 @@ from .inputs import Claim, read_json
 from .plotting import render_figure
 from .sections_run import analysis_section, run_section
 
-__all__ = ["claims_table", "claim_sections", "MAX_RUNS"]
+__all__ = ["MAX_RUNS", "claim_sections", "claims_table"]
 
 #: at most this many run directories and this many analysis folders are drawn per claim.
 MAX_RUNS = 3
@@ -144,7 +144,7 @@ def _evidence_sections(folder: Path, root: Path, slug: str, section: Section) ->
         for i, path in enumerate(found[:MAX_RUNS]):
             rel = path.relative_to(root).as_posix()
 
-            def add(path: Path = path, rel: str = rel, i: int = i) -> None:
+            def add(path: Path = path, rel: str = rel, i: int = i, build=build, what: str = what) -> None:
                 sub = build(path, f"{slug}-{what}{i}-{slugify(path.name)}", f"{what}: {rel}")
                 section.tables += sub.tables[:1]
                 section.tables[-1].caption = f"{what}: {rel}"

@@ -227,9 +227,9 @@ def chromium() -> str:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         try:
             install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-            if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-                subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=300)
-                subprocess.run(install, env=env, capture_output=True, timeout=900)
+            if subprocess.run(install, env=env, check=False, capture_output=True, timeout=900).returncode != 0:
+                subprocess.run(["apt-get", "update"], env=env, check=False, capture_output=True, timeout=300)
+                subprocess.run(install, env=env, check=False, capture_output=True, timeout=900)
         except (OSError, subprocess.TimeoutExpired):
             pass
         found = shutil.which("chromium")
@@ -240,7 +240,7 @@ def chromium() -> str:
 
 def _browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180)
+                          check=False, capture_output=True, text=True, timeout=180)
 
 
 def test_html_report_loads_in_headless_chromium(chromium, verify_report, tmp_path):
@@ -251,7 +251,7 @@ def test_html_report_loads_in_headless_chromium(chromium, verify_report, tmp_pat
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
     count = int(re.search(r'data-image-count="(\d+)"', body).group(1))
     assert 'data-images-loaded="all"' in body and count == len(list((folder / "figures").glob("*.png")))
-    claims = re.search(r'<table class="claims">.*?</table>', dom.stdout, re.S).group(0)
+    claims = re.search(r'<table class="claims">.*?</table>', dom.stdout, re.DOTALL).group(0)
     assert claims.count("<tr>") == len(records) + 1
     shot = tmp_path / "phone.png"
     result = _browse(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", url)
