@@ -87,10 +87,10 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     lam_min = float(lam_saddle[0])
     saddle_loss = float(landscape.loss(*saddle.tensors()))
 
-    decay_time = profile.pick(170.0, 300.0)
+    decay_time = profile.pick(170.0, 250.0)
     radii = profile.pick([1e-2, 1e-3, 1e-4, 1e-5], [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7])
     tasks = [(_decay_run, (out / f"decay_{s}", s, decay_time)) for s in range(profile.seeds)]
-    tasks += [(_escape_run, (out / f"escape_{i}", r, 60.0, saddle_loss)) for i, r in enumerate(radii)]
+    tasks += [(_escape_run, (out / f"escape_{i}", r, profile.pick(45.0, 60.0), saddle_loss)) for i, r in enumerate(radii)]
     rows = pool.map(_call, tasks)
     decays, escapes = rows[: profile.seeds], rows[profile.seeds :]
 
