@@ -9,9 +9,9 @@ at most ``tol``, that lies well above where the run ends, ``L − min L > 5·tol
 are grown greedily from their first row. Both must last at least
 ``min_duration · (t_end − t_0)`` (default 5% of the run).
 
-**Phases.** The boundaries are the ends of every plateau and the times of every event
-(perturbation, birth, death); a phase is the stretch between two consecutive boundaries
-with at least two rows. Within each phase the report gives ``max/min`` of
+**Phases.** The boundaries are the ends of every plateau and every perturbation (births
+and deaths are marked but do not cut phases: the stochastic scheme has them at most steps);
+a phase is the stretch between two consecutive boundaries with at least two rows. Within each phase the report gives ``max/min`` of
 ``λ_min(Σ_µµ)`` and the relative variation ``(max − min)/max``, beside the paper's
 observation (THEORY.md §10, claim 5) that it varied by at most 25% within each phase.
 """
@@ -118,7 +118,7 @@ def event_times(traj: Trajectory) -> dict[str, list[float]]:
 
 
 def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
-    """The phases of ``traj`` (between plateau ends and events) with their ``λ_min(Σ_µµ)`` range.
+    """The phases of ``traj`` (between plateau ends and perturbations) with their ``λ_min(Σ_µµ)`` range.
 
     Returns an empty list when the trajectory has no ``sigma_min`` column.
     """
@@ -129,7 +129,7 @@ def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
     for plateau in plateaus:
         cuts |= {plateau.start, plateau.stop + 1}
     for i, cell in enumerate(traj.events):
-        if cell:
+        if any(entry.strip().startswith("kick") for entry in cell.split(";")):
             cuts.add(i)
     edges = sorted(c for c in cuts if 0 <= c <= len(t))
     phases = []

@@ -76,7 +76,7 @@ def run_section(run: Path, slug: str, title: str) -> Section:
                 ["phase", "t start", "t end", "λ_min(Σ_µµ) min", "max", "max/min", "variation", f"≤ {PAPER_VARIATION:.0%}"],
                 [[str(i + 1), short(p.t_start), short(p.t_stop), short(p.sigma_lo), short(p.sigma_hi), short(p.ratio),
                   f"{p.variation:.1%}", "yes" if p.variation <= PAPER_VARIATION else "no"] for i, p in enumerate(phases)],
-                caption="Conditioning within each phase (phases end at plateau boundaries and events)",
+                caption="Conditioning within each phase (phases end at plateau boundaries and perturbations)",
             )
         )
     floor = noise_floor(run)

@@ -226,7 +226,7 @@ def chromium() -> str:
     if not found and shutil.which("apt-get") and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         try:
-            install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+            install = ["apt-get", "install", "-y", "chromium"]
             if subprocess.run(install, env=env, check=False, capture_output=True, timeout=900).returncode != 0:
                 subprocess.run(["apt-get", "update"], env=env, check=False, capture_output=True, timeout=300)
                 subprocess.run(install, env=env, check=False, capture_output=True, timeout=900)
