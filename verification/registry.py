@@ -25,6 +25,7 @@ PAPER_CLAIMS = {
 EXTRA_CHECKS: dict[str, str] = {
     "real-data": "verification.real_data",
     "feature-mismatch": "verification.feature_mismatch",
+    "ill-conditioning": "verification.ill_conditioning",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}
