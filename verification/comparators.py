@@ -60,7 +60,7 @@ def _mean_derivative(teacher: Teacher, radius: float) -> float:
 def linear_attention_risk_stein(teacher: Teacher, sigma_tt: np.ndarray, noise: float) -> tuple[float, np.ndarray]:
     """``L_∞`` of linear attention on raw ``x ~ N(0, I_d)`` by Stein's lemma; also ``Σ_x° = E[x f°ᵀ]`` (d, k°)."""
     cross = sum(
-        np.outer(u, c) * _mean_derivative(teacher, float(np.linalg.norm(u))) for u, c in zip(teacher.u, teacher.c)
+        np.outer(u, c) * _mean_derivative(teacher, float(np.linalg.norm(u))) for u, c in zip(teacher.u, teacher.c, strict=True)
     )
     return 0.5 * (noise**2 + float(np.trace(sigma_tt)) - float(np.sum(cross**2))), cross
 

@@ -128,7 +128,9 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     metrics = {
         "sigma_min_slope": Metric(sig_slope, 0.0, "slope of log λ_min(Σ_µµ) vs log ε, ε ∈ [1e-3, 1e-1] (predicted 2)"),
         "loss_limit_slope": Metric(loss_slope, 0.0, "slope of log |L_∞(ε) − L_∞(0)| vs log ε (predicted 2)"),
-        "loss_limit_error": Metric(limit_err, 0.0, f"relative error of L_∞ at the smallest defined ε = {smallest['eps']:.2g} vs the tangent limit"),
+        "loss_limit_error": Metric(
+            limit_err, 0.0, f"relative error of L_∞ at the smallest defined ε = {smallest['eps']:.2g} vs the tangent limit"
+        ),
         "gamma_times_sigma_min": Metric(gamma_product, 0.0, "max |‖Γ*‖₂ λ_min − 1| (Γ* = Σ_µµ⁻¹ at N = ∞)"),
         "refusal_epsilon": Metric(max((r["eps"] for r in refused), default=math.nan), 0.0, "largest ε refused as singular"),
         "flow_min_sigma_min": Metric(flow["min_sigma_min"], 0.0, "smallest λ_min along the flow from near-merged particles"),

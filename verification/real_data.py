@@ -121,9 +121,10 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         rf_all += rf
         lin_all.append(linear["linear_unexplained"])
         shape = f"{linear['rows']}×{linear['dim']}"
-        table += [{"dataset": name, "shape": shape, "model": f"trained MLP, seed {r['seed']}", "unexplained": r["mlp_unexplained"]} for r in seeds]
-        table.append({"dataset": name, "shape": shape, "model": "linear attention on raw x", "unexplained": linear["linear_unexplained"]})
-        table.append({"dataset": name, "shape": shape, "model": f"frozen random features (width {PARTICLES}), mean", "unexplained": float(np.mean(rf))})
+        entries = [(f"trained MLP, seed {r['seed']}", r["mlp_unexplained"]) for r in seeds]
+        entries += [("linear attention on raw x", linear["linear_unexplained"])]
+        entries += [(f"frozen random features (width {PARTICLES}), mean", float(np.mean(rf)))]
+        table += [{"dataset": name, "shape": shape, "model": model, "unexplained": value} for model, value in entries]
     worst = float(np.nanmax(mlp_all)) if not np.all(np.isnan(mlp_all)) else math.nan
     mean, err = mean_and_stderr(mlp_all)
     rf_mean, rf_err = mean_and_stderr(rf_all)
