@@ -26,6 +26,7 @@ EXTRA_CHECKS: dict[str, str] = {
     "real-data": "verification.real_data",
     "feature-mismatch": "verification.feature_mismatch",
     "ill-conditioning": "verification.ill_conditioning",
+    "collinear-teacher": "verification.collinear_teacher",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}
