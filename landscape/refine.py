@@ -114,8 +114,10 @@ def refine(
         system = DeflatedOperator(op, basis.to(op.dtype), shift=0.0)
         rhs = system.project(-scaled).cpu().numpy()
         count = [0]
-        forcing = min(0.1, g) if g < 1 else 0.1
-        y, _ = spla.minres(system.to_scipy(), rhs, rtol=max(forcing, 1e-15), maxiter=10 * op.size, callback=lambda _: count.__setitem__(0, count[0] + 1))
+        forcing = max(min(0.1, g), 1e-15)  # inexact Newton: relative MINRES tolerance min(0.1, g)
+        y, _ = spla.minres(
+            system.to_scipy(), rhs, rtol=forcing, maxiter=10 * op.size, callback=lambda _: count.__setitem__(0, count[0] + 1)
+        )
         hvps += op.calls
         step = (op.scale * torch.as_tensor(y, dtype=op.dtype, device=op.device)).cpu().numpy()
         step_norm = float(np.linalg.norm(y))

@@ -44,7 +44,7 @@ def test_deflation_removes_a_null_space(method):
 
 
 def test_non_convergence_is_reported_as_data():
-    spectrum = np.linspace(0.0, 1.0, 400) ** 3  # clustered near 0: slow for Lanczos
+    spectrum = np.linspace(0.0, 1.0, 150) ** 3  # clustered near 0: slow for Lanczos
     op, _ = _known(spectrum, seed=1)
     result = smallest_eigenpairs(op, 1, "lobpcg", tol=1e-14, maxiter=2)
     assert not result.converged and result.iterations <= 2 + 2  # scipy may add a final Rayleigh-Ritz
