@@ -11,6 +11,10 @@ Prints, in one run:
    at the THEORY.md §9 teacher and saddle;
 4. peak resident memory (``ru_maxrss``) after each part.
 
+Times are CPU seconds of this process (``time.process_time``) with one torch thread by
+default (``--threads``), so that a busy shared machine does not distort the ratios; on
+an idle machine they equal wall-clock seconds.
+
 Problem: erf teacher with k° = k = 5 orthogonal neurons in d = 20 (THEORY.md §9), exact
 Gaussian expectations, N = ∞; measures of M particles near the teacher, n = 25·M.
 """
@@ -49,14 +53,17 @@ def near_teacher(m: int, seed: int = 0) -> ParticleMeasure:
     return ParticleMeasure(base.a[idx] + 0.3 * rng.standard_normal((m, K)), base.w[idx] + 0.3 * rng.standard_normal((m, D)))
 
 
+clock = time.process_time
+
+
 def timed(fn, repeat: int) -> float:
-    """Best of ``repeat`` wall-clock times after one warm-up call (robust to a busy machine)."""
+    """Best of ``repeat`` CPU times after one warm-up call."""
     fn()
     best = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
 
 
@@ -69,9 +76,9 @@ def part_ratio(landscape, sizes, device):
         g = grad(objective)
         t_grad = timed(lambda: g(theta), 5)
         v = torch.randn(theta.numel(), dtype=theta.dtype, device=device)
-        start = time.perf_counter()
+        start = clock()
         rev = hessian_vector_product(landscape, mu, "reverse")
-        setup = time.perf_counter() - start
+        setup = clock() - start
         t_rev = timed(lambda: rev(v), 5)
         fwd = hessian_vector_product(landscape, mu, "forward")
         t_fwd = timed(lambda: fwd(v), 3)
@@ -85,14 +92,14 @@ def part_lanczos_vs_dense(landscape, sizes, batch):
     for m in sizes:
         mu = near_teacher(m)
         op = WassersteinHessian(landscape, mu)
-        start = time.perf_counter()
+        start = clock()
         res = smallest_eigenpairs(op, 1, "lanczos", tol=1e-8, maxiter=5000)
-        t_lan = time.perf_counter() - start
-        start = time.perf_counter()
+        t_lan = clock() - start
+        start = clock()
         eye = torch.eye(op.size, dtype=op.dtype, device=op.device)
         dense = torch.cat([op.matmat(eye[:, i : i + batch]) for i in range(0, op.size, batch)], dim=1)
         lam = torch.linalg.eigvalsh(0.5 * (dense + dense.T))[0].item()
-        t_dense = time.perf_counter() - start
+        t_dense = clock() - start
         del dense, eye
         print(
             f"{op.size:>7} {t_lan:>10.2f} {res.hvp_count:>6} {res.eigenvalues[0]:>18.10e} {res.residuals[0]:>9.1e}"
@@ -124,8 +131,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--batch", type=int, default=200, help="HVP columns per batch when materialising")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     sizes_ratio = [8, 40, 160] if args.quick else [8, 40, 160, 400]
     sizes_dense = [8, 40] if args.quick else [40, 160, 400]
     landscape = orthogonal_teacher_landscape(K, D)
