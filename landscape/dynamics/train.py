@@ -134,15 +134,18 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
         if dyn.birth_death.kind == "stochastic" and not np.allclose(measure.p, measure.p[0], rtol=0, atol=1e-15):
             raise ValueError("[dynamics.birth_death] kind = \"stochastic\" needs uniform weights p.")
         layout = Layout(measure.size, spec.features, landscape.input_dim, not math.isinf(eta))
-        run.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.config, config_text)
-        run.start_trajectory()
         ckpt = None
     flow = ParticleFlow(landscape, layout, eta, dyn.birth_death.rate if dyn.birth_death.kind == "wfr" else 0.0)
     if ckpt is None:
         y = _initial_state(landscape, layout, measure)
         rng = np.random.default_rng(dyn.seed)
-        info = _checked(flow, y, landscape)
+        try:
+            info = _checked(flow, y, landscape)
+        except _Stop as stop:
+            raise ValueError(f"the initial measure cannot start a run: {stop}.") from None
+        run.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config, config_text)
+        run.start_trajectory()
         state = _State(y=y, step=0, time=0.0, h=dyn.step_size, offset=info.energy, last_kick=None)
         row = _row(layout, state, info, h=0.0, events=[])
         run.append_row(row)

@@ -1,0 +1,210 @@
+"""End-to-end tests of :func:`landscape.dynamics.train` and ``landscape train`` (THEORY.md §6, §9, §10).
+
+Realizable convergence, a saddle that stays a saddle and is escaped with a kick, birth–death
+off a plateau, the η → ∞ limit, run-directory contents, and kill −9 then ``--resume``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landscape import ParticleMeasure
+from landscape.cli import main
+from landscape.dynamics import train
+
+S = 1.5
+TEACHER = """
+[teacher]
+activation = "erf"
+c = [[1.0, 0.0], [0.0, 1.0]]
+u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
+"""
+SADDLE = ParticleMeasure(np.eye(2), S * np.eye(3)[[0, 2]])  # THEORY.md §9: e_2 unlearned, dead neuron at s e_3
+SADDLE_LOSS = 0.5 * (2 / np.pi) * np.arcsin(2 * S**2 / (1 + 2 * S**2))  # ½ κ(u_2, u_2)
+
+
+def _problem(tmp_path: Path, body: str, name: str = "p.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(TEACHER + body)
+    return path
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "trajectory.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_realizable_problem_reaches_the_global_minimum(tmp_path):
+    """M = L = 2 particles, erf teacher (k = k° = 2, d = 3): L − L* < 1e-8 (THEORY.md §10.3)."""
+    body = '[init]\nparticles = 2\nseed = 0\n[dynamics]\ntime = 200.0\nintegrator = "dopri5"\nrtol = 1e-7\natol = 1e-10\nrecord_every = 50\n'
+    result = train(_problem(tmp_path, body), tmp_path / "run")
+    assert result.completed
+    assert result.loss < 1e-8
+    rows = _rows(tmp_path / "run")
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < 1e-8 and all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))
+    assert max(abs(float(r["energy_defect"])) for r in rows) < 1e-5
+    final = ParticleMeasure.load(tmp_path / "run" / "final.npz")
+    assert final.size == 2 and (tmp_path / "run" / "config.toml").exists()
+
+
+def _saddle_body(tmp_path: Path, kick: str, time_: float) -> str:
+    SADDLE.save(tmp_path / "saddle.npz")
+    body = f'[init]\nkind = "saddle"\nmeasure = "saddle.npz"\n[dynamics]\ntime = {time_}\nintegrator = "rk23"\nstep_size = 0.1\n'
+    if kick != "none":
+        body += f'[dynamics.perturbation]\nkind = "{kick}"\ng_thr = 1e-6\nt_thr = 1000.0\nradius = 1e-3\n'
+    return body
+
+
+def test_run_started_at_a_saddle_stays_there(tmp_path):
+    """Started exactly at the §9 strict saddle without perturbation, the flow does not move."""
+    result = train(_problem(tmp_path, _saddle_body(tmp_path, "none", 50.0)), tmp_path / "run")
+    final = ParticleMeasure.load(tmp_path / "run" / "final.npz")
+    assert result.loss == pytest.approx(SADDLE_LOSS, rel=1e-12)
+    assert np.abs(final.w - SADDLE.w).max() < 1e-12 and np.abs(final.a - SADDLE.a).max() < 1e-12
+
+
+@pytest.mark.parametrize("kick", ["isotropic", "hessian"])
+def test_perturbation_escapes_the_saddle(tmp_path, kick):
+    """One kick of radius 1e-3 at the saddle, then the flow falls to the global minimum (THEORY.md §10.3)."""
+    result = train(_problem(tmp_path, _saddle_body(tmp_path, kick, 40.0)), tmp_path / "run")
+    rows = _rows(tmp_path / "run")
+    kicks = [r for r in rows if r["events"]]
+    assert [r["events"] for r in kicks] == [f"kick:{kick}"] and float(kicks[0]["time"]) == 0.0
+    assert result.loss < 1e-3 * SADDLE_LOSS
+
+
+def _scout_start(tmp_path: Path) -> None:
+    """10 particles on u_1, 9 dead at s e_3 and one scout on u_2: the plain flow sits on the saddle's plateau."""
+    eye = np.eye(3)
+    a = np.array([[1.0, 0.0]] * 10 + [[0.0, 1.0]] * 10)
+    w = S * np.array([eye[0]] * 10 + [eye[2]] * 9 + [eye[1]])
+    ParticleMeasure(a, w).save(tmp_path / "start.npz")
+
+
+@pytest.mark.slow
+def test_birth_death_leaves_the_plateau_where_the_plain_flow_stalls(tmp_path):
+    """THEORY.md §10.7: with birth–death (α = 50) the loss is near its minimum by t = 2, the plain flow is not."""
+    _scout_start(tmp_path)
+    losses = {}
+    for kind in ("none", "wfr", "stochastic"):
+        body = f'[init]\nkind = "file"\nmeasure = "start.npz"\n[dynamics]\ntime = 2.0\nintegrator = "rk23"\nstep_size = 0.05\nseed = 3\n'
+        body += f'[dynamics.birth_death]\nkind = "{kind}"\nrate = 50.0\n'
+        losses[kind] = train(_problem(tmp_path, body, f"{kind}.toml"), tmp_path / kind).loss
+    assert losses["none"] > 0.5 * SADDLE_LOSS
+    assert losses["wfr"] < 1e-3 * SADDLE_LOSS
+    assert losses["stochastic"] < 1e-3 * SADDLE_LOSS
+    events = [r["events"] for r in _rows(tmp_path / "stochastic") if r["events"]]
+    assert events and all(e.startswith(("death", "birth")) for e in events)
+
+
+@pytest.mark.slow
+def test_large_timescale_ratio_approaches_the_landscape_flow(tmp_path):
+    """THEORY.md §10.6: the distance to the η = ∞ flow at t = 2 falls like 1/η."""
+    finals = {}
+    for eta in ("inf", 10, 100, 1000):
+        body = f'[init]\nparticles = 3\nseed = 4\n[dynamics]\ntime = 2.0\nintegrator = "dopri5"\nrtol = 1e-9\natol = 1e-12\n'
+        body += f'timescale_ratio = {eta if eta != "inf" else chr(34) + "inf" + chr(34)}\nrecord_every = 1000\n'
+        train(_problem(tmp_path, body, f"{eta}.toml"), tmp_path / str(eta))
+        finals[eta] = np.load(tmp_path / str(eta) / "final.npz")
+    dist = {eta: np.abs(finals[eta]["w"] - finals["inf"]["w"]).max() for eta in (10, 100, 1000)}
+    assert dist[100] < 0.2 * dist[10] and dist[1000] < 0.2 * dist[100]
+    assert "gamma" in finals[10] and "gamma" not in finals["inf"]
+
+
+def test_run_directory_contents(tmp_path):
+    body = '[init]\nparticles = 3\n[dynamics]\nsteps = 6\nstep_size = 0.05\nrecord_every = 2\nsnapshot_every = 3\ncheckpoint_every = 4\n'
+    result = train(_problem(tmp_path, body), tmp_path / "run")
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.npz", "config.toml", "final.npz", "snapshots", "status.json", "trajectory.csv"]
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step_00000003.npz", "step_00000006.npz"]
+    assert [int(r["step"]) for r in _rows(run)] == [0, 2, 4, 6]
+    assert result.steps == 6 and result.time == pytest.approx(0.3)
+    text = (run / "config.toml").read_text()
+    assert 'integrator = "rk4"' in text and "[dynamics.birth_death]" in text
+
+
+def test_singular_start_is_refused(tmp_path, capsys):
+    """Σ_µµ singular at the start (two identical particles): one ``error:`` line, exit 2, nothing written."""
+    ParticleMeasure(np.ones((2, 2)), np.ones((2, 3))).save(tmp_path / "twin.npz")
+    problem = _problem(tmp_path, '[init]\nkind = "file"\nmeasure = "twin.npz"\n[dynamics]\nsteps = 3\n')
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the initial measure cannot start a run") and "singular" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_breakdown_mid_run_is_reported_as_data(tmp_path, capsys):
+    """Explicit Euler with α h ≫ 1 drives a weight negative: the run stops (exit 1), status.json says
+    why, and checkpoint.npz keeps the last good state."""
+    body = '[init]\nparticles = 4\n[dynamics]\nsteps = 50\nstep_size = 0.5\nintegrator = "euler"\ncheckpoint_every = 1\n'
+    body += '[dynamics.birth_death]\nkind = "wfr"\nrate = 100.0\n'
+    run = tmp_path / "run"
+    assert main(["train", "--problem", str(_problem(tmp_path, body)), "--out", str(run)]) == 1
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "negative_weight" and status["steps"] < 50
+    assert not (run / "final.npz").exists()
+    state = np.load(run / "checkpoint.npz")
+    assert int(state["step"]) == status["steps"] and np.all(np.isfinite(state["y"]))
+
+
+RESUME_BODY = """[init]
+particles = 12
+seed = 5
+[dynamics]
+steps = 400
+step_size = 0.02
+integrator = "rk4"
+checkpoint_every = 7
+record_every = 3
+snapshot_every = 50
+seed = 11
+[dynamics.birth_death]
+kind = "stochastic"
+rate = 5.0
+[dynamics.perturbation]
+kind = "isotropic"
+g_thr = 0.05
+t_thr = 0.5
+radius = 0.01
+"""
+
+
+def test_kill_then_resume_is_bitwise_identical(tmp_path):
+    """kill −9 in the middle of a CLI run, then ``--resume``: the same final.npz (and trajectory) bit for bit."""
+    problem = _problem(tmp_path, RESUME_BODY)
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "reference")]) == 0
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "landscape.cli", "train", "--problem", str(problem), "--out", str(run)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run / "checkpoint.npz").exists() and len((run / "trajectory.csv").read_text().splitlines()) > 40:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "final.npz").exists()
+    assert main(["train", "--problem", str(problem), "--out", str(run), "--resume"]) == 0
+    reference = tmp_path / "reference"
+    assert (run / "final.npz").read_bytes() == (reference / "final.npz").read_bytes()
+    assert (run / "trajectory.csv").read_text() == (reference / "trajectory.csv").read_text()
+    assert (run / "checkpoint.npz").read_bytes() == (reference / "checkpoint.npz").read_bytes()
+    events = [r["events"] for r in _rows(reference) if r["events"]]
+    assert any(e.startswith("kick") for e in events) and any("death" in e or "birth" in e for e in events)
