@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,11 +33,20 @@ class SpectrumRow:
 
 @dataclass(frozen=True)
 class CurvatureRow:
-    """The flat curvature ratio ``(d²L/ds²)/L²`` at one non-global critical point and ``4/(k R₁²)``."""
+    """The flat curvature ratio ``(d²L/ds²)/L²`` at one non-global critical point and ``4/(k R₁²)``.
+
+    ``bound`` may be given with either sign (``4/(k R₁²)`` or the threshold ``−4/(k R₁²)``);
+    :attr:`threshold` is always the negative one.
+    """
 
     name: str
     ratio: float
     bound: float | None
+
+    @property
+    def threshold(self) -> float | None:
+        """``−4/(k R₁²)``: the theorem says ``ratio ≤ threshold``."""
+        return None if self.bound is None else -abs(self.bound)
 
 
 def _thin_symlog_ticks(ax, axis: str, linthresh: float) -> None:
@@ -113,8 +123,9 @@ def psi0_figure(w: np.ndarray, psi_w: np.ndarray, u: np.ndarray, lam: float | No
     basis = u / np.linalg.norm(u, axis=1, keepdims=True)
     coords, arrows, teacher = w @ basis.T, psi_w @ basis.T, u @ basis.T
     if len(u) == 1:
-        q, _ = np.linalg.qr(basis.T)
-        perp = lambda x: np.linalg.norm(x - (x @ q) @ q.T, axis=1, keepdims=True)
+        def perp(x: np.ndarray) -> np.ndarray:
+            return np.linalg.norm(x - (x @ basis.T) @ basis, axis=1, keepdims=True)
+
         coords = np.hstack([coords, perp(w)])
         arrows = np.hstack([arrows, perp(w + psi_w) - perp(w)])
         teacher = np.hstack([teacher, np.zeros((1, 1))])
@@ -146,28 +157,32 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
 
     The bound says ``ratio ≤ −4/(k R₁²)``; a point above its bar (orange) contradicts it.
     """
-    fig = new_figure(6.4, 3.2)
+    fig = new_figure(6.4, 3.6)
     ax = fig.add_subplot()
-    x = np.arange(len(rows))
-    holds = [r.bound is None or r.ratio <= -r.bound for r in rows]
+    holds = [r.threshold is None or r.ratio <= r.threshold for r in rows]
     for ok, color, label in ((True, COLORS["main"], "measured (d²L/ds²)/L²"), (False, COLORS["bad"], "contradicts the bound")):
         idx = [i for i, h in enumerate(holds) if h == ok]
         if idx:
             ax.plot(idx, [rows[i].ratio for i in idx], "o", ms=7, color=color, label=label)
-    bars = [(i, r.bound) for i, r in enumerate(rows) if r.bound is not None]
-    for n, (i, bound) in enumerate(bars):
-        ax.plot([i - 0.3, i + 0.3], [-bound, -bound], color=COLORS["theory"], lw=1.5, label=None if n else "bound −4/(k R₁²)")
-        ax.annotate(f"{-bound:.3g}", (i + 0.3, -bound), fontsize=7, va="center", ha="left")
+    bars = [(i, r.threshold) for i, r in enumerate(rows) if r.threshold is not None]
+    for n, (i, threshold) in enumerate(bars):
+        ax.plot([i - 0.3, i + 0.3], [threshold, threshold], color=COLORS["theory"], lw=1.5, label=None if n else "bound −4/(k R₁²)")
+        ax.annotate(f"{threshold:.3g}", (i + 0.3, threshold), fontsize=7, va="center", ha="left")
     for i, row in enumerate(rows):
         ax.annotate(f"{row.ratio:.3g}", (i, row.ratio), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
     ax.axhline(0.0, color=COLORS["null"], lw=0.6)
-    linthresh = min([abs(r.ratio) for r in rows if r.ratio] + [abs(r.bound) for r in rows if r.bound] + [1.0])
+    scales = [abs(r.ratio) for r in rows if r.ratio] + [abs(r.bound) for r in rows if r.bound]
+    linthresh = min([*scales, 1.0])
     ax.set_yscale("symlog", linthresh=linthresh)
-    lowest = min([r.ratio for r in rows] + [-r.bound for r in rows if r.bound is not None])
+    lowest = min([r.ratio for r in rows] + [t for _, t in bars])
     if all(r.ratio <= 0 for r in rows) and lowest < 0:
         ax.set_ylim(3.0 * lowest, linthresh)
     _thin_symlog_ticks(ax, "y", linthresh)
-    ax.set_xticks(x, [r.name for r in rows], fontsize=7, rotation=20 if len(rows) > 4 else 0)
+    names = [textwrap.fill(r.name, 18) for r in rows]
+    if len(rows) > 6:
+        ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=30, ha="right")
+    else:
+        ax.set_xticks(range(len(rows)), names, fontsize=7)
     ax.set_ylabel("curvature ratio (symlog)")
     ax.set_title("Flat second variation against the bound")
     ax.legend(fontsize="small", loc="best")

@@ -82,18 +82,19 @@ def escape_figure(radii: np.ndarray, times: np.ndarray, lambda_min: float, fitte
 def decay_figure(time: np.ndarray, gap: np.ndarray, lambda_plus_min: float, fitted_rate: float) -> Figure:
     """``L − L*`` on a log scale against time, with ``exp(−fitted·t)`` and the prediction ``exp(−2λ⁺_min t)``.
 
-    Both reference lines start at the first positive gap.
+    Both reference lines end at the last positive gap (the asymptotic regime the rate is
+    about), so an initial transient shows as the data lying above them early on.
     """
     keep = np.isfinite(gap) & (gap > 0)
     fig = new_figure()
     ax = fig.add_subplot()
     ax.semilogy(time[keep], gap[keep], "o", ms=3, color=COLORS["main"], label="L − L* (measured)")
     if keep.any():
-        t0, g0 = time[keep][0], gap[keep][0]
-        grid = np.linspace(t0, time[keep][-1], 100)
-        ax.semilogy(grid, g0 * np.exp(-fitted_rate * (grid - t0)), color=COLORS["fit"], label=f"fit, rate {fitted_rate:.3g}")
+        t1, g1 = time[keep][-1], gap[keep][-1]
+        grid = np.linspace(time[keep][0], t1, 100)
+        ax.semilogy(grid, g1 * np.exp(-fitted_rate * (grid - t1)), color=COLORS["fit"], label=f"fit, rate {fitted_rate:.3g}")
         predicted = 2.0 * lambda_plus_min
-        ax.semilogy(grid, g0 * np.exp(-predicted * (grid - t0)), ls="--", color=COLORS["theory"],
+        ax.semilogy(grid, g1 * np.exp(-predicted * (grid - t1)), ls="--", color=COLORS["theory"],
                     label=f"predicted, rate 2λ⁺_min = {predicted:.3g}")
         ax.set_ylim(bottom=max(gap[keep].min() * 0.3, 1e-300))
     ax.set_xlabel("time t")

@@ -44,7 +44,7 @@ def loss_figure(traj: Trajectory, plateaus: list[Plateau], loss_floor: float | N
     ax.plot(t, loss, color=COLORS["main"], lw=1.4, label="loss L(µ_t)")
     if "energy" in traj and not np.allclose(traj["energy"], loss, equal_nan=True):
         ax.plot(t, traj["energy"], color=COLORS["fit"], lw=1.0, ls=":", label="energy L(µ_t, Γ_t)")
-    if loss_floor is not None:
+    if loss_floor is not None and loss_floor > 0:
         ax.axhline(loss_floor, color=COLORS["theory"], lw=0.8, ls=":", label=f"noise floor ½τ² = {loss_floor:.4g}")
     positive = loss[np.isfinite(loss) & (loss > 0)]
     if positive.size and positive.max() / positive.min() > 30:

@@ -111,7 +111,7 @@ def event_times(traj: Trajectory) -> dict[str, list[float]]:
     The ``events`` cell holds ``;``-separated entries such as ``kick:isotropic`` or ``death:3``.
     """
     out: dict[str, list[float]] = {}
-    for time, cell in zip(traj["time"], traj.events):
+    for time, cell in zip(traj["time"], traj.events, strict=True):
         for entry in filter(None, (e.strip() for e in cell.split(";"))):
             out.setdefault(entry.split(":", 1)[0], []).append(float(time))
     return out

@@ -83,7 +83,7 @@ def run_section(run: Path, slug: str, title: str) -> Section:
     section.figures.append(render_figure(
         fig_run.loss_figure(traj, plateaus, floor), f"{slug}-loss",
         "Loss against time; plateaus shaded (orange: passed, green: settled), perturbations dashed, births/deaths as ticks"
-        + ("; dotted: the noise floor ½τ²." if floor is not None else "."),
+        + ("; dotted: the noise floor ½τ²." if floor else "."),
     ))
     section.figures.append(render_figure(
         fig_run.residual_figure(traj, plateaus), f"{slug}-residual",

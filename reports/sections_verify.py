@@ -51,11 +51,14 @@ def claims_table(claims: list[Claim]) -> Table:
 
 def claim_sections(claims: list[Claim], root: Path) -> list[Section]:
     """One section per claim with its statement, metrics, table, evidence and figures."""
-    return [_claim_section(claim, root) for claim in claims]
+    slugs: list[str] = []
+    for claim in claims:
+        base = f"claim-{slugify(claim.id)}"
+        slugs.append(base if base not in slugs else f"{base}-{len(slugs)}")  # ids that slugify alike
+    return [_claim_section(claim, root, slug) for claim, slug in zip(claims, slugs, strict=True)]
 
 
-def _claim_section(claim: Claim, root: Path) -> Section:
-    slug = f"claim-{slugify(claim.id)}"
+def _claim_section(claim: Claim, root: Path, slug: str) -> Section:
     section = Section(f"{claim.id}: {claim.verdict}", anchor=slug)
     if claim.statement:
         section.paragraphs.append(claim.statement)
@@ -98,7 +101,7 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
         raise ValueError("must hold a list of objects")
     spectra = [
-        fig_points.SpectrumRow(str(p.get("name", i)), str(p.get("classification", "?")), _spectrum(p),
+        fig_points.SpectrumRow(str(p.get("name", i)), _class(p), _spectrum(p),
                                _floats(p.get("null_spectrum")), p.get("null_dim"))
         for i, p in enumerate(raw)
     ]
@@ -120,6 +123,12 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
             "Flat curvature ratio (d²L/ds²)/L² at each non-global critical point beside −4/(k R₁²) (black bars); "
             "orange dots contradict the bound.",
         ))
+
+
+def _class(point: dict[str, Any]) -> str:
+    """The classification, marked when the point lies outside the judged region (``in_region`` false)."""
+    text = str(point.get("classification", "?"))
+    return f"{text}, not judged" if point.get("in_region") is False else text
 
 
 def _spectrum(point: dict[str, Any]) -> list[float]:
@@ -153,7 +162,8 @@ def _evidence_sections(folder: Path, root: Path, slug: str, section: Section) ->
 
             _guarded(section, path / marker, add)
         if len(found) > MAX_RUNS:
-            section.paragraphs.append(f"{len(found) - MAX_RUNS} more {what} folder(s) under {folder.relative_to(root).as_posix()}/ not drawn.")
+            where = folder.relative_to(root).as_posix()
+            section.paragraphs.append(f"{len(found) - MAX_RUNS} more {what} folder(s) under {where}/ not drawn.")
 
 
 def _guarded(section: Section, path: Path, action) -> None:
