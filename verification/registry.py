@@ -27,6 +27,7 @@ EXTRA_CHECKS: dict[str, str] = {
     "feature-mismatch": "verification.feature_mismatch",
     "ill-conditioning": "verification.ill_conditioning",
     "collinear-teacher": "verification.collinear_teacher",
+    "escape-vs-dimension": "verification.escape_vs_dimension",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}
