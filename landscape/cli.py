@@ -105,38 +105,40 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``landscape`` console script; returns the exit status.
 
-    Warnings raised on the way (numpy overflow, precision) are held back: on success they
-    follow on stderr as ``warning: …`` lines; on failure the one ``error:`` line stands alone.
+    Warnings raised on the way (numpy overflow, precision) are held back: when the command
+    ran to its end (whatever its status) they follow on stderr as ``warning: …`` lines; when
+    it failed, the one ``error:`` line stands alone.
     """
     with warnings.catch_warnings(record=True) as caught:
-        status = _main(argv)
-    if status == 0:
+        status, completed = _main(argv)
+    if completed:
         for item in caught:
             message = " ".join(str(item.message).split())
             print(f"warning: {item.category.__name__}: {message}", file=sys.stderr)
     return status
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None) -> tuple[int, bool]:
+    """``(exit status, whether the command ran to its end)``."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.run(args)
+        return args.run(args), True
     except MemoryError as err:
         print(f"error: out of memory ({' '.join(str(err).split())})", file=sys.stderr)
-        return 2
+        return 2, False
     except (ValueError, OSError, OverflowError, torch.linalg.LinAlgError) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return 2, False
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return 130, False
     except Exception as err:  # noqa: BLE001 - the contract is one line, never a traceback
         if os.environ.get("LANDSCAPE_DEBUG"):
             raise
         print(f"error: unexpected {type(err).__name__}: {err} (set LANDSCAPE_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+        return 1, False
 
 
 if __name__ == "__main__":

@@ -149,3 +149,33 @@ def test_overflowing_evaluation_is_refused():
     landscape = AttentionLandscape(teacher, ExactGaussianExpectation(teacher, get_activation("erf")))
     with pytest.raises(ValueError, match="overflowed"):
         landscape.evaluate(_random_measure())
+
+
+# ------------------------------------------------------------ warnings in the CLI
+@pytest.mark.parametrize("valid", [True, False])
+def test_cli_holds_warnings_back_behind_the_one_error_line(tmp_path, capsys, monkeypatch, valid):
+    """A warning met during a run follows a success as ``warning: …``; a failure shows only ``error:``."""
+    import landscape.cli as cli
+
+    real = cli.load_problem
+
+    def warning_load_problem(path):
+        warnings.warn("something odd", RuntimeWarning)
+        return real(path)
+
+    monkeypatch.setattr(cli, "load_problem", warning_load_problem)
+    problem = tmp_path / "p.toml"
+    problem.write_text(
+        '[teacher]\nactivation = "erf"\nc = [[1.0, 0.0], [0.0, 1.0]]\nu = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]\n',
+        encoding="utf-8",
+    )
+    if valid:
+        _random_measure().save(tmp_path / "m.npz")
+    else:
+        (tmp_path / "m.npz").write_bytes(b"junk")
+    status = main(["evaluate", "--problem", str(problem), "--measure", str(tmp_path / "m.npz"), "--json"])
+    err = capsys.readouterr().err.splitlines()
+    if valid:
+        assert status == 0 and err == ["warning: RuntimeWarning: something odd"]
+    else:
+        assert status == 2 and len(err) == 1 and err[0].startswith("error: ")
