@@ -177,7 +177,8 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
     prompt_length = _prompt_length(task)
     loss_star = _number(task, "task", "loss_star", None)
 
-    method = _choice(exp, "expectation", "method", ("exact", "monte_carlo", "empirical"), "exact" if law.name == "gaussian" else "monte_carlo")
+    default_method = "exact" if law.name == "gaussian" else "monte_carlo"
+    method = _choice(exp, "expectation", "method", ("exact", "monte_carlo", "empirical"), default_method)
     if method == "exact" and law.name != "gaussian":
         raise ValueError(f"[expectation] method = \"exact\" needs law = \"gaussian\", got law = \"{law.name}\".")
     if method == "empirical" and law.name != "empirical":

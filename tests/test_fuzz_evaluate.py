@@ -741,7 +741,7 @@ def test_subprocess_real_stderr(workdir):
     (workdir / "deep.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
     cases.append((["--problem", str(workdir / "deep.toml")], "deeply nested TOML"))
     all_args = []
-    for replace, label in cases:
+    for replace, _ in cases:
         args = _default_args(workdir)
         args[args.index(replace[0]) + 1] = replace[1]
         all_args.append(args)
@@ -754,7 +754,7 @@ def test_subprocess_real_stderr(workdir):
     errs = proc.stderr.split("@@case-end@@\n")[:-1]
     assert len(statuses) == len(errs) == len(cases)
     assert outs == ""
-    for status, err, (_, label) in zip(statuses, errs, cases):
+    for status, err, (_, label) in zip(statuses, errs, cases, strict=True):
         check_outcome(Outcome(status, "", err), bad=True, label=label)
 
 

@@ -160,7 +160,7 @@ def test_cli_holds_warnings_back_behind_the_one_error_line(tmp_path, capsys, mon
     real = cli.load_problem
 
     def warning_load_problem(path):
-        warnings.warn("something odd", RuntimeWarning)
+        warnings.warn("something odd", RuntimeWarning, stacklevel=2)
         return real(path)
 
     monkeypatch.setattr(cli, "load_problem", warning_load_problem)
