@@ -136,6 +136,8 @@ def hessian_report(operator: WassersteinHessian, settings: AnalysisSettings) -> 
     """
     null = null_space(operator, settings.null_tol)
     free = operator.size - null.null_dim
+    if free == 0:
+        raise ValueError(f"all {operator.size} directions are symmetry null directions: no spectrum is left to judge.")
     eigen = smallest_eigenpairs(
         operator, min(settings.eigen_count, free), settings.method, settings.eig_tol, settings.eig_maxiter, deflate=null.basis
     )
