@@ -38,6 +38,13 @@ td[class^="verdict-"] { white-space: nowrap; }
 .verdict-inconclusive { background: #fff4d6; color: #7a5300; font-weight: 600; }
 figure { margin: 0.8rem 0; } figure img { display: block; width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.85rem; color: #444; margin-top: 0.25rem; }
+@media (max-width: 40rem) {
+  table.stack thead { display: none; }
+  table.stack, table.stack caption, table.stack tbody, table.stack tr { display: block; width: 100%; }
+  table.stack tr { border: 1px solid #ddd; margin-bottom: 0.5rem; }
+  table.stack td { display: block; border: none; border-bottom: 1px solid #f0f0f0; max-width: none; }
+  table.stack td::before { content: attr(data-label) ": "; font-weight: 600; color: #555; }
+}
 .note { background: #fff4d6; border-left: 4px solid #e69f00; padding: 0.4rem 0.6rem; margin: 0.5rem 0; font-size: 0.9rem; }
 """
 
@@ -57,15 +64,18 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src
 
 
 def _table(table: Table) -> str:
+    """A table in a sideways-scrolling box; without its own class and with 3+ columns it becomes
+    one card per row on a narrow screen (``stack``: each cell labelled with its column)."""
     head = "".join(f"<th>{escape(c)}</th>" for c in table.columns)
     rows = []
     for row in table.rows:
         cells = []
-        for j, cell in enumerate(row):
-            css = f"verdict-{cell}" if j == table.verdict_column and cell in ("pass", "fail", "inconclusive") else ""
-            cells.append(f'<td class="{escape(css)}">{escape(cell)}</td>' if css else f"<td>{escape(cell)}</td>")
+        for j, (label, cell) in enumerate(zip(table.columns, row, strict=True)):
+            css = f' class="verdict-{cell}"' if j == table.verdict_column and cell in ("pass", "fail", "inconclusive") else ""
+            cells.append(f'<td{css} data-label="{escape(label)}">{escape(cell)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    css = f' class="{escape(table.css)}"' if table.css else ""
+    css_name = table.css or ("stack" if len(table.columns) >= 3 else "")
+    css = f' class="{escape(css_name)}"' if css_name else ""
     caption = f"<caption>{escape(table.caption)}</caption>" if table.caption else ""
     return f'<div class="scroll"><table{css}>{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 

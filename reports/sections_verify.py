@@ -39,14 +39,14 @@ def _margin(claim: Claim) -> str:
 
 
 def claims_table(claims: list[Claim]) -> Table:
-    """One row per claim: id, verdict, key (first) metric, its uncertainty, margin, threshold."""
+    """One row per claim: id, verdict, key (first) metric, its uncertainty, margin (thresholds are in each claim's section)."""
     rows = []
     for claim in claims:
         name, metric = next(iter(claim.metrics.items()), ("-", None))
         value = "-" if metric is None else f"{name} = {exact(metric.value)}"
         sigma = "-" if metric is None or metric.uncertainty is None else exact(metric.uncertainty)
-        rows.append([claim.id, claim.verdict, value, sigma, _margin(claim), claim.threshold])
-    return Table(["claim", "verdict", "key metric", "±", "margin", "threshold"], rows, caption="Claims", css="claims", verdict_column=1)
+        rows.append([claim.id, claim.verdict, value, sigma, _margin(claim)])
+    return Table(["claim", "verdict", "key metric", "±", "margin"], rows, caption="Claims", css="claims", verdict_column=1)
 
 
 def claim_sections(claims: list[Claim], root: Path) -> list[Section]:
