@@ -2,7 +2,9 @@ r"""Plateaus, training phases and the conditioning of ``Σ_µµ`` within each ph
 
 **Plateau rule.** Over a trajectory with times ``t``, loss ``L`` and stationarity residual
 ``g``, let ``ΔL = max L − min L`` and ``tol = loss_rel · ΔL`` (default 2% of the run's loss
-range). The run has *settled* on the longest final stretch where ``L − min L ≤ tol``. A
+range). The run has *settled* on the longest final stretch where
+``L − min L ≤ min(tol, settle_rel · |min L|)`` (default 10%: a loss still decaying towards
+zero on a log scale has not settled). A
 *plateau* is a stretch of consecutive rows where the residual is small,
 ``g ≤ g_rel · max g`` (default 10% of the run's largest residual), and the loss varies by
 at most ``tol``, that lies well above where the run ends, ``L − min L > 5·tol``; stretches
@@ -70,7 +72,7 @@ class Phase:
 
 
 def find_plateaus(
-    traj: Trajectory, g_rel: float = 0.1, loss_rel: float = 0.02, min_duration: float = 0.05
+    traj: Trajectory, g_rel: float = 0.1, loss_rel: float = 0.02, min_duration: float = 0.05, settle_rel: float = 0.1
 ) -> list[Plateau]:
     """The plateaus of ``traj`` by the rule of this module's docstring, in time order."""
     t, loss, g = traj["time"], traj["loss"], traj["grad_norm"]
@@ -96,7 +98,7 @@ def find_plateaus(
         if t[j] - t[i] >= min_duration * span:
             found.append(Plateau(i, j, float(t[i]), float(t[j]), float(np.median(loss[i : j + 1])), False))
         i = j + 1
-    near = ok & (loss - floor <= tol)
+    near = ok & (loss - floor <= min(tol, settle_rel * abs(floor)))
     start = n
     while start > 0 and near[start - 1]:
         start -= 1

@@ -67,7 +67,7 @@ def run_section(run: Path, slug: str, title: str) -> Section:
                 [["settled" if p.final else "plateau", short(p.t_start), short(p.t_stop), short(p.t_stop - p.t_start), short(p.loss, 6)]
                  for p in plateaus],
                 caption="Plateaus: residual ≤ 10% of its peak, loss steady within 2% of its range and well above the final "
-                "level; settled: within 2% of the range from the minimum until the end; each ≥ 5% of the run",
+                "level; settled: within 2% of the range and 10% of the minimum until the end; each ≥ 5% of the run",
             )
         )
     if phases:

@@ -170,6 +170,8 @@ def test_run_report_finds_the_plateau_and_phases(tmp_path):
     index = build_report(run, tmp_path / "out")
     summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     assert "| plateau | 0 |" in summary and "kick events | 1" in summary and index.is_file()
+    again = build_report(run, tmp_path / "again")  # reproducible to the byte (no dates, fixed SVG ids)
+    assert again.read_bytes() == index.read_bytes()
 
 
 def test_analysis_report_draws_spectrum_psi0_and_curvature(tmp_path):
