@@ -127,6 +127,8 @@ def test_collinear_teacher_quick(tmp_path):
     assert m["ratio_slope"] < -3.0  # R = ‖K‖/λ_min(Σ_µ°Σ_°µ) blows up like α^-4
     rows = {row["angle (deg)"]: row for row in result.table}
     assert rows[90.0]["unexplained (N=∞)"] < collinear_teacher.REACH_TOL
+    assert rows[90.0]["weak-direction residual"] < collinear_teacher.WEAK_TOL
+    assert rows[3.0]["λ_min(Σ_°°)"] < 1e-2 * rows[90.0]["λ_min(Σ_°°)"]
 
 
 # ------------------------------------------------------------------- escape-vs-dimension
