@@ -58,13 +58,15 @@ def loss_figure(traj: Trajectory, plateaus: list[Plateau], loss_floor: float | N
     return fig
 
 
-def residual_figure(traj: Trajectory, plateaus: list[Plateau]) -> Figure:
-    """The stationarity residual ``‖∇δL/δµ‖_{L²(µ)}`` on a log scale, with plateaus and events."""
+def residual_figure(traj: Trajectory, plateaus: list[Plateau], kick_threshold: float | None = None) -> Figure:
+    """The stationarity residual ``‖∇δL/δµ‖_{L²(µ)}`` on a log scale, with plateaus, events and ``g_thr`` if given."""
     fig = new_figure()
     ax = fig.add_subplot()
     t, g = traj["time"], traj["grad_norm"]
     keep = np.isfinite(g) & (g > 0)
     ax.semilogy(t[keep], g[keep], color=COLORS["main"], lw=1.2, label="‖∇δL/δµ‖ in L²(µ)")
+    if kick_threshold is not None and kick_threshold > 0:
+        ax.axhline(kick_threshold, color=COLORS["kick"], lw=0.8, ls=":", label=f"perturbation threshold g_thr = {kick_threshold:.3g}")
     _shade_plateaus(ax, plateaus)
     _mark_events(ax, traj)
     ax.set_xlabel("time t")

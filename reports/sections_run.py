@@ -15,22 +15,33 @@ from .inputs import find_particles, find_teacher_directions, read_json, read_tra
 from .phases import PAPER_VARIATION, event_times, find_phases, find_plateaus
 from .plotting import render_figure
 
-__all__ = ["analysis_section", "noise_floor", "run_section"]
+__all__ = ["analysis_section", "kick_threshold", "noise_floor", "run_section"]
 
 
-def noise_floor(run: Path) -> float | None:
-    """``½τ²`` from ``config.toml`` when the prompt length is infinite (the floor of ``L_∞``), else None."""
-    path = run / "config.toml"
-    if not path.is_file():
-        return None
+def _config(run: Path) -> dict[str, Any]:
+    """The run's ``config.toml`` as a dict (empty when missing or unreadable: it only adds reference lines)."""
     try:
-        task = tomllib.loads(path.read_text(encoding="utf-8")).get("task", {})
+        return tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
+        return {}
+
+
+def noise_floor(config: dict[str, Any]) -> float | None:
+    """``½τ²`` from a run's configuration when the prompt length is infinite (the floor of ``L_∞``), else None."""
+    task = config.get("task", {})
     noise = task.get("noise", 0.0)
     if task.get("prompt_length", "inf") != "inf" or isinstance(noise, bool) or not isinstance(noise, (int, float)):
         return None
     return 0.5 * float(noise) ** 2
+
+
+def kick_threshold(config: dict[str, Any]) -> float | None:
+    """``g_thr`` of ``[dynamics.perturbation]`` when perturbations are on, else None."""
+    kick = config.get("dynamics", {}).get("perturbation", {})
+    g_thr = kick.get("g_thr")
+    if kick.get("kind", "none") == "none" or isinstance(g_thr, bool) or not isinstance(g_thr, (int, float)):
+        return None
+    return float(g_thr)
 
 
 def run_section(run: Path, slug: str, title: str) -> Section:
@@ -59,6 +70,9 @@ def run_section(run: Path, slug: str, title: str) -> Section:
         status = read_json(status_file)
         if isinstance(status, dict):
             summary.insert(0, ["status", f"{status.get('status', '?')}: {status.get('message', '')}"])
+    if phases:
+        within = sum(p.variation <= PAPER_VARIATION for p in phases)
+        summary.append([f"phases with λ_min(Σ_µµ) within {PAPER_VARIATION:.0%}", f"{within} of {len(phases)}"])
     section.tables.append(Table(["quantity", "value"], summary, caption="Run summary"))
     if plateaus:
         section.tables.append(
@@ -79,15 +93,17 @@ def run_section(run: Path, slug: str, title: str) -> Section:
                 caption="Conditioning within each phase (phases end at plateau boundaries and perturbations)",
             )
         )
-    floor = noise_floor(run)
+    config = _config(run)
+    floor, g_thr = noise_floor(config), kick_threshold(config)
     section.figures.append(render_figure(
         fig_run.loss_figure(traj, plateaus, floor), f"{slug}-loss",
         "Loss against time; plateaus shaded (orange: passed, green: settled), perturbations dashed, births/deaths as ticks"
         + ("; dotted: the noise floor ½τ²." if floor else "."),
     ))
     section.figures.append(render_figure(
-        fig_run.residual_figure(traj, plateaus), f"{slug}-residual",
-        "Stationarity residual ‖∇δL/δµ‖ in L²(µ) on a log scale: it dips at saddles and decays at a minimum.",
+        fig_run.residual_figure(traj, plateaus, g_thr), f"{slug}-residual",
+        "Stationarity residual ‖∇δL/δµ‖ in L²(µ) on a log scale: it dips at saddles and decays at a minimum"
+        + ("; dotted: the perturbation threshold g_thr." if g_thr is not None else "."),
     ))
     if phases:
         section.figures.append(render_figure(
