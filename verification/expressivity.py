@@ -1,4 +1,4 @@
-"""Claim ``expressivity`` (THEORY.md §10.1; Kim & Suzuki 2024, the expressivity discussion and Prop. on ``L_N``).
+"""Claim ``expressivity`` (THEORY.md §10.1; Kim & Suzuki 2024, ICML).
 
 With the MLP trained by the Wasserstein flow, the in-context risk reaches the noise floor
 ``½τ²`` on nonlinear features; linear attention on raw ``x`` (``h(x) = x``) and a frozen
