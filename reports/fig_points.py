@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plotting import COLORS, new_figure
+from .plotting import COLORS, literal, new_figure
 
 __all__ = ["CurvatureRow", "SpectrumRow", "curvature_figure", "psi0_figure", "spectra_figure"]
 
@@ -92,7 +92,7 @@ def spectra_figure(rows: list[SpectrumRow]) -> Figure:
     if values.max() > 0:
         ax.set_xlim(-2.0 * values.max(), 2.0 * values.max())
     _thin_symlog_ticks(ax, "x", linthresh)
-    ax.set_yticks([-y for y in range(len(rows))], [f"{r.name}\n({r.classification})" for r in rows], fontsize=7)
+    ax.set_yticks([-y for y in range(len(rows))], [literal(f"{r.name}\n({r.classification})") for r in rows], fontsize=7)
     ax.set_ylim(-len(rows) + 0.4, 0.6)
     ax.set_xlabel("Hessian eigenvalue λ (symmetric log scale)")
     ax.set_title("Wasserstein Hessian spectra at critical points")
@@ -178,7 +178,7 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
     if all(r.ratio <= 0 for r in rows) and lowest < 0:
         ax.set_ylim(3.0 * lowest, linthresh)
     _thin_symlog_ticks(ax, "y", linthresh)
-    names = [textwrap.fill(r.name, 18) for r in rows]
+    names = [literal(textwrap.fill(r.name, 18)) for r in rows]
     if len(rows) > 6:
         ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=30, ha="right")
     else:

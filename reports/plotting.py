@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from landscape.io import atomic_write_bytes
 
-__all__ = ["COLORS", "FigureFile", "new_figure", "render_figure", "write_figures"]
+__all__ = ["COLORS", "FigureFile", "literal", "new_figure", "render_figure", "write_figures"]
 
 #: one colour per role, used consistently across figures (colour-blind-safe Okabe–Ito).
 COLORS = {
@@ -52,6 +52,11 @@ class FigureFile:
     caption: str
     png_bytes: bytes
     svg_bytes: bytes
+
+
+def literal(text: str) -> str:
+    """User text for a matplotlib label: ``$`` escaped, so it is never parsed as mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def new_figure(width: float = 6.4, height: float = 3.6) -> Figure:

@@ -104,7 +104,7 @@ def write_verify(folder: Path) -> list[dict]:
          "null_spectrum": [1e-12, -2e-12, 3e-13]},
         {"name": EVIL, "classification": "strict_saddle", "loss": 0.31, "lambda_min": -0.05, "null_dim": 9, "zero_count": 9,
          "curvature_ratio": -3.0, "bound": 1.2, "spectrum": [-0.05, 0.02, 0.3]},
-        {"name": "degenerate", "classification": "degenerate", "loss": 0.2, "lambda_min": 0.0, "null_dim": 9,
+        {"name": "degenerate $\\bad{$", "classification": "degenerate", "loss": 0.2, "lambda_min": 0.0, "null_dim": 9,
          "zero_count": 10, "curvature_ratio": -0.4, "bound": 1.2},
     ]))
     write_analysis(benign / "saddle")
