@@ -57,13 +57,10 @@ def run(args: argparse.Namespace) -> int:
         save_baseline(baseline_path, results)
         print(f"baseline written: {baseline_path}")
     if not args.no_report:
-        try:
-            from reports.build import build_report
-        except ImportError:
-            build_report = None
-        if build_report is not None:
-            build_report(out, out)
-            print(f"report: {out / 'index.html'}")
+        from reports.build import build_report
+
+        build_report(out, out)
+        print(f"report: {out / 'index.html'}")
     failed = any(r.verdict == "fail" for r in results)
     regressed = any(c.regression for c in changes)
     return 1 if failed or regressed else 0
