@@ -84,7 +84,7 @@ def test_layout_round_trip(rng):
     a, w, p, g = (torch.randn(4, 2), torch.randn(4, 3), torch.rand(4), torch.randn(2, 2))
     y = layout.pack(a, w, p, g, 0.5)
     assert y.shape == (layout.size,)
-    for got, want in zip(layout.unpack(y), (a, w, p, g, torch.tensor(0.5))):
+    for got, want in zip(layout.unpack(y), (a, w, p, g, torch.tensor(0.5)), strict=True):
         torch.testing.assert_close(got, want)
 
 

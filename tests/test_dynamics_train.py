@@ -46,13 +46,14 @@ def _rows(run: Path) -> list[dict]:
 
 def test_realizable_problem_reaches_the_global_minimum(tmp_path):
     """M = L = 2 particles, erf teacher (k = k° = 2, d = 3): L − L* < 1e-8 (THEORY.md §10.3)."""
-    body = '[init]\nparticles = 2\nseed = 0\n[dynamics]\ntime = 200.0\nintegrator = "dopri5"\nrtol = 1e-7\natol = 1e-10\nrecord_every = 50\n'
+    body = '[init]\nparticles = 2\nseed = 0\n[dynamics]\ntime = 200.0\nintegrator = "dopri5"\n'
+    body += "rtol = 1e-7\natol = 1e-10\nrecord_every = 50\n"
     result = train(_problem(tmp_path, body), tmp_path / "run")
     assert result.completed
     assert result.loss < 1e-8
     rows = _rows(tmp_path / "run")
     losses = [float(r["loss"]) for r in rows]
-    assert losses[-1] < 1e-8 and all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < 1e-8 and all(b <= a + 1e-12 for a, b in zip(losses, losses[1:], strict=False))
     assert max(abs(float(r["energy_defect"])) for r in rows) < 1e-5
     final = ParticleMeasure.load(tmp_path / "run" / "final.npz")
     assert final.size == 2 and (tmp_path / "run" / "config.toml").exists()
@@ -98,7 +99,7 @@ def test_birth_death_leaves_the_plateau_where_the_plain_flow_stalls(tmp_path):
     _scout_start(tmp_path)
     losses = {}
     for kind in ("none", "wfr", "stochastic"):
-        body = f'[init]\nkind = "file"\nmeasure = "start.npz"\n[dynamics]\ntime = 1.2\nintegrator = "rk23"\nstep_size = 0.05\nseed = 3\n'
+        body = '[init]\nkind = "file"\nmeasure = "start.npz"\n[dynamics]\ntime = 1.2\nintegrator = "rk23"\nstep_size = 0.05\nseed = 3\n'
         body += f'[dynamics.birth_death]\nkind = "{kind}"\nrate = 50.0\n'
         losses[kind] = train(_problem(tmp_path, body, f"{kind}.toml"), tmp_path / kind).loss
     assert losses["none"] > 0.5 * SADDLE_LOSS
@@ -117,7 +118,7 @@ def test_large_timescale_ratio_approaches_the_landscape_flow(tmp_path):
     """
     finals = {}
     for eta in ("inf", 10, 100, 1000):
-        body = f'[init]\nparticles = 3\nseed = 5\nscale = 2.0\n[dynamics]\ntime = 2.0\nintegrator = "dopri5"\nrtol = 1e-9\natol = 1e-12\n'
+        body = '[init]\nparticles = 3\nseed = 5\nscale = 2.0\n[dynamics]\ntime = 2.0\nintegrator = "dopri5"\nrtol = 1e-9\natol = 1e-12\n'
         body += f'timescale_ratio = {eta if eta != "inf" else chr(34) + "inf" + chr(34)}\nrecord_every = 1000\n'
         train(_problem(tmp_path, body, f"{eta}.toml"), tmp_path / str(eta))
         finals[eta] = np.load(tmp_path / str(eta) / "final.npz")
@@ -130,7 +131,8 @@ def test_run_directory_contents(tmp_path):
     body = '[init]\nparticles = 3\n[dynamics]\nsteps = 6\nstep_size = 0.05\nrecord_every = 2\nsnapshot_every = 3\ncheckpoint_every = 4\n'
     result = train(_problem(tmp_path, body), tmp_path / "run")
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.npz", "config.toml", "final.npz", "snapshots", "status.json", "trajectory.csv"]
+    expected = ["checkpoint.npz", "config.toml", "final.npz", "snapshots", "status.json", "trajectory.csv"]
+    assert sorted(p.name for p in run.iterdir()) == expected
     assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step_00000003.npz", "step_00000006.npz"]
     assert [int(r["step"]) for r in _rows(run)] == [0, 2, 4, 6]
     assert result.steps == 6 and result.time == pytest.approx(0.3)

@@ -87,12 +87,12 @@ def rk_step(f: Field, y: torch.Tensor, k1: torch.Tensor, h: float, tableau: Tabl
     """
     stages = [k1]
     for row in tableau.a[1:]:
-        increment = sum(coef * k for coef, k in zip(row, stages) if coef != 0.0)
+        increment = sum(coef * k for coef, k in zip(row, stages, strict=True) if coef != 0.0)
         stages.append(f(y + h * increment))
-    y_new = y + h * sum(coef * k for coef, k in zip(tableau.b, stages) if coef != 0.0)
+    y_new = y + h * sum(coef * k for coef, k in zip(tableau.b, stages, strict=True) if coef != 0.0)
     if tableau.b_low is None:
         return y_new, None
-    error = h * sum((hi - lo) * k for hi, lo, k in zip(tableau.b, tableau.b_low, stages) if hi != lo)
+    error = h * sum((hi - lo) * k for hi, lo, k in zip(tableau.b, tableau.b_low, stages, strict=True) if hi != lo)
     return y_new, error
 
 

@@ -269,7 +269,7 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
     if dyn.birth_death.kind == "stochastic":
         y, jump, counts = _birth_death(flow, layout, y, info, dyn.birth_death.rate, h_used, rng)
         state.offset += jump
-        events += [f"{name}:{n}" for name, n in zip(("death", "birth"), counts) if n]
+        events += [f"{name}:{n}" for name, n in zip(("death", "birth"), counts, strict=True) if n]
     new = _checked(flow, y, landscape)
     state.y, state.step, state.time, state.h = y, state.step + 1, state.time + h_used, h_next
     last = _done(state, dyn)
