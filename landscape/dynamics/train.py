@@ -259,17 +259,16 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
             result = adaptive_step(flow, state.y, info.dy, state.h, TABLEAUS[dyn.integrator], dyn.rtol, dyn.atol, mask, h_max)
             y, h_used, h_next = result.y, result.h, result.h_next
         else:
-            h_used = h_next = min(dyn.step_size, h_max)
+            h_used, h_next = min(dyn.step_size, h_max), dyn.step_size
             y, _ = rk_step(flow, state.y, info.dy, h_used, TABLEAUS[dyn.integrator])
-            h_next = dyn.step_size
+        if dyn.birth_death.kind == "stochastic":
+            y, jump, counts = _birth_death(flow, layout, y, info, dyn.birth_death.rate, h_used, rng)
+            state.offset += jump
+            events += [f"{name}:{n}" for name, n in zip(("death", "birth"), counts, strict=True) if n]
     except StepSizeUnderflow as err:
         raise _Stop("step_size_underflow", str(err)) from None
     except torch.linalg.LinAlgError as err:
         raise _Stop("singular", f"Σ_µµ could not be solved within a step ({' '.join(str(err).split())[:120]})") from None
-    if dyn.birth_death.kind == "stochastic":
-        y, jump, counts = _birth_death(flow, layout, y, info, dyn.birth_death.rate, h_used, rng)
-        state.offset += jump
-        events += [f"{name}:{n}" for name, n in zip(("death", "birth"), counts, strict=True) if n]
     new = _checked(flow, y, landscape)
     state.y, state.step, state.time, state.h = y, state.step + 1, state.time + h_used, h_next
     last = _done(state, dyn)
