@@ -16,19 +16,26 @@ from verification.scenarios import prepare_evidence_dir
 
 def test_phases_find_a_plateau_between_two_drops():
     time = np.linspace(0.0, 30.0, 301)
-    # fast drop to 1e-1 by t = 5, flat until t = 20, fast drop afterwards
-    level = np.where(time < 5, -time / 5, np.where(time < 20, -1.0 - 1e-4 * (time - 5), -1.0015 - (time - 20) / 5))
+    # a drop of 1.5 decades by t = 5, flat until t = 20, a drop of 2 decades by t = 30
+    level = np.where(time < 5, -0.3 * time, np.where(time < 20, -1.5 - 1e-4 * (time - 5), -1.5015 - 0.2 * (time - 20)))
     found = conditioning.phases(time, 10.0**level)
-    kinds = [kind for kind, _, _ in found]
-    assert kinds == ["transition", "plateau", "transition"]
-    _, first, last = found[1]
+    plateaus = [(first, last) for kind, first, last in found if kind == "plateau"]
+    assert len(plateaus) == 1
+    first, last = plateaus[0]
     assert time[first] == pytest.approx(5.0, abs=0.2) and time[last] == pytest.approx(20.0, abs=0.2)
     assert found[0][1] == 0 and found[-1][2] == time.size - 1
+    assert all(a[2] == b[1] for a, b in zip(found, found[1:]))  # contiguous
+    for kind, first, last in found:
+        if kind == "transition":  # each transition spans at most about one decade
+            assert level[first] - level[last] <= 1.0 + 0.2 + 1e-9
+    assert [kind for kind, _, _ in found].count("transition") == 2 + 2
 
 
-def test_phases_without_plateau_is_one_transition_and_bad_shapes_raise():
-    time = np.linspace(0.0, 10.0, 50)
-    assert conditioning.phases(time, np.exp(-time)) == [("transition", 0, 49)]
+def test_phases_without_plateau_cut_decades_and_bad_shapes_raise():
+    time = np.linspace(0.0, 10.0, 51)
+    found = conditioning.phases(time, 10.0 ** (-0.25 * time))  # 2.5 decades, no plateau
+    assert [kind for kind, _, _ in found] == ["transition"] * 3
+    assert [time[first] for _, first, _ in found] == pytest.approx([0.0, 4.0, 8.0])
     with pytest.raises(ValueError, match="shapes"):
         conditioning.phases(time, np.ones(3))
 

@@ -17,8 +17,10 @@ each flow, ``λ_min(Σ_µµ)`` is read from the ``sigma_min`` column of ``trajec
   :data:`PLATEAU_MIN_TIME` time units over which ``log10 L`` changes by less than
   :data:`PLATEAU_RATE` decades per unit time — the rate is taken relative to the run's
   mean rate ``(log10 L(0) − log10 L(T)) / T``, so the rule does not depend on the time
-  unit; the stretches between plateaus are transitions, each a phase of its own; the
-  within-phase variation is ``(max − min) / max`` of ``λ_min`` over the phase's rows.
+  unit; the stretches between plateaus are transitions, cut further at every full decade
+  that ``L − L*`` falls since the transition began (so a run without plateaus is not one
+  phase); the within-phase variation is ``(max − min) / max`` of ``λ_min`` over the phase's
+  rows.
 
 ``λ_min(Σ_µµ)`` is not invariant under ``a ↦ B a`` (THEORY.md §4), so it is judged relative
 to its initial value, and its scale-free companion ``λ_min/λ_max`` against the threshold.
@@ -84,7 +86,7 @@ def phases(time: np.ndarray, loss: np.ndarray, loss_star: float = 0.0) -> list[t
 
     Returns:
         ``(kind, first, last)`` row ranges (inclusive) covering ``0 … n−1`` in order, ``kind``
-        ``"plateau"`` or ``"transition"``; a single transition when no plateau is found.
+        ``"plateau"`` or ``"transition"``; consecutive phases share their boundary row.
 
     Raises:
         ValueError: mismatched shapes or fewer than two rows.
@@ -114,12 +116,20 @@ def phases(time: np.ndarray, loss: np.ndarray, loss_star: float = 0.0) -> list[t
     out, start = [], 0
     for first, last in plateaus:
         if first > start:
-            out.append(("transition", start, first))
+            out += _decades(level, start, first)
         out.append(("plateau", first, last))
         start = last
     if start < time.size - 1 or not out:
-        out.append(("transition", start, time.size - 1))
+        out += _decades(level, start, time.size - 1)
     return out
+
+
+def _decades(level: np.ndarray, first: int, last: int) -> list[tuple[str, int, int]]:
+    """The transition ``first … last`` cut at each full decade fallen since ``first``."""
+    fallen = np.floor(level[first] - level[first : last + 1])
+    cuts = [first + i for i in range(1, fallen.size - 1) if fallen[i] > fallen[i - 1]]
+    bounds = [first, *cuts, last]
+    return [("transition", a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def _flow(directory: Path, seed: int, time: float, singular_rtol: float) -> dict:
