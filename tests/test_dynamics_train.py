@@ -186,6 +186,7 @@ radius = 0.01
 """
 
 
+@pytest.mark.slow
 def test_kill_then_resume_is_bitwise_identical(tmp_path):
     """kill −9 in the middle of a CLI run, then ``--resume``: the same final.npz (and trajectory) bit for bit."""
     problem = _problem(tmp_path, RESUME_BODY)
