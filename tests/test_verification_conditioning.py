@@ -24,7 +24,7 @@ def test_phases_find_a_plateau_between_two_drops():
     first, last = plateaus[0]
     assert time[first] == pytest.approx(5.0, abs=0.2) and time[last] == pytest.approx(20.0, abs=0.2)
     assert found[0][1] == 0 and found[-1][2] == time.size - 1
-    assert all(a[2] == b[1] for a, b in zip(found, found[1:]))  # contiguous
+    assert all(a[2] == b[1] for a, b in zip(found, found[1:], strict=False))  # contiguous
     for kind, first, last in found:
         if kind == "transition":  # each transition spans at most about one decade
             assert level[first] - level[last] <= 1.0 + 0.2 + 1e-9

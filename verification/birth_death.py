@@ -114,9 +114,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     time = profile.pick(15.0, 40.0)
     seeds = range(profile.pick(1, profile.seeds))
     starts = [(s, seed) for s in ("region", "nearly-missing") for seed in seeds] + [("missing", 0)]
-    tasks = [
-        (_flow, (out / f"{start}_{seed}" / variant, start, seed, variant, time)) for start, seed in starts for variant in VARIANTS
-    ]
+    tasks = [(_flow, (out / f"{start}_{seed}" / variant, start, seed, variant, time)) for start, seed in starts for variant in VARIANTS]
     runs = pool.map(_call, tasks)
     by = {(r["start"], r["seed"], r["variant"]): r for r in runs}
     rows = []

@@ -129,7 +129,7 @@ def _decades(level: np.ndarray, first: int, last: int) -> list[tuple[str, int, i
     fallen = np.floor(level[first] - level[first : last + 1])
     cuts = [first + i for i in range(1, fallen.size - 1) if fallen[i] > fallen[i - 1]]
     bounds = [first, *cuts, last]
-    return [("transition", a, b) for a, b in zip(bounds, bounds[1:])]
+    return [("transition", a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _flow(directory: Path, seed: int, time: float, singular_rtol: float) -> dict:
@@ -186,9 +186,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     metrics = {
         "min_ratio": Metric(ratio_mean, ratio_err, "min over the run of λ_min(Σ_µµ)/λ_min at t = 0, mean over seeds"),
         "worst_min_ratio": Metric(min(ratios), 0.0, "smallest min_t λ_min(t)/λ_min(0) over seeds"),
-        "min_inverse_condition": Metric(
-            min_inv_cond, 0.0, f"smallest λ_min/λ_max along any run (training stops below {singular_rtol:g})"
-        ),
+        "min_inverse_condition": Metric(min_inv_cond, 0.0, f"smallest λ_min/λ_max along any run (training stops below {singular_rtol:g})"),
         "max_phase_variation": Metric(
             max(variations), 0.0, "largest (max − min)/max of λ_min within one phase (plateau or transition), any run"
         ),
@@ -207,10 +205,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     completed = all(r["status"] == "completed" for r in runs)
     singular = any(r["status"] == "singular" for r in runs)
     passes = (
-        completed
-        and min(ratios) >= FLOOR_FRACTION
-        and min_inv_cond >= SINGULAR_MARGIN * singular_rtol
-        and gap_fraction <= TRAINED_FRACTION
+        completed and min(ratios) >= FLOOR_FRACTION and min_inv_cond >= SINGULAR_MARGIN * singular_rtol and gap_fraction <= TRAINED_FRACTION
     )
     fails = singular or min(ratios) < FAIL_FRACTION
     evidence = [write_evidence(out, "runs.json", runs)]

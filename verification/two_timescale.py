@@ -135,7 +135,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     grid = np.linspace(0.0, HORIZON, GRID)
     ref_loss = np.interp(grid, reference["time"], reference["loss"])
     rows = []
-    for eta, run in zip(etas, runs[:-1]):
+    for eta, run in zip(etas, runs[:-1], strict=True):
         complete = run["status"] == "completed" and reference["status"] == "completed"
         gap = float(np.max(np.abs(np.interp(grid, run["time"], run["loss"]) - ref_loss))) if complete else math.nan
         distance = math.nan
@@ -149,7 +149,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     q = fit_exponent(etas, gaps)
     q_dist = fit_exponent(etas, distances)
     local = [fit_exponent(etas[i : i + 2], gaps[i : i + 2]) for i in range(len(etas) - 1)]
-    decreasing = all(b < a for a, b in zip(gaps, gaps[1:]))
+    decreasing = all(b < a for a, b in zip(gaps, gaps[1:], strict=False))
     metrics = {
         "last_local_exponent": Metric(
             local[-1], 0.0, f"q of sup_t |L_η − L_∞| ∝ η^(−q) between the two largest η ({etas[-2]:g}, {etas[-1]:g})"
