@@ -7,6 +7,7 @@ off a plateau, the η → ∞ limit, run-directory contents, and kill −9 then 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -215,3 +216,14 @@ def test_kill_then_resume_is_bitwise_identical(tmp_path):
     assert (run / "checkpoint.npz").read_bytes() == (reference / "checkpoint.npz").read_bytes()
     events = [r["events"] for r in _rows(reference) if r["events"]]
     assert any(e.startswith("kick") for e in events) and any("death" in e or "birth" in e for e in events)
+
+
+def test_quiet_without_a_terminal_and_a_bar_with_one(tmp_path, capsys):
+    """Not a terminal: nothing on stderr, one summary line on stdout; a given stream gets the bar."""
+    problem = _problem(tmp_path, "[init]\nparticles = 2\n[dynamics]\nsteps = 3\n")
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "a")]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("\n") == 1 and out.startswith("completed 3 steps")
+    stream = io.StringIO()
+    train(problem, tmp_path / "b", progress=stream)
+    assert "step 3" in stream.getvalue() and stream.getvalue().endswith("\n")

@@ -178,6 +178,7 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
         status, message = stop.status, f"stopped at step {state.step + 1} (t = {state.time:.6g}): {stop}"
     finally:
         if bar is not None:
+            bar.update(state, info, force=True)
             bar.close()
     run.write_status(
         {
@@ -351,9 +352,9 @@ class _ProgressBar:
         self.dyn = dyn
         self.last = 0.0
 
-    def update(self, state: _State, info: FieldValue) -> None:
+    def update(self, state: _State, info: FieldValue, force: bool = False) -> None:
         now = wallclock.perf_counter()
-        if now - self.last < 0.1:
+        if now - self.last < 0.1 and not force:
             return
         self.last = now
         frac = state.step / self.dyn.steps if self.dyn.steps is not None else state.time / self.dyn.time
