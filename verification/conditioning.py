@@ -172,7 +172,7 @@ def _flow(directory: Path, seed: int, time: float, singular_rtol: float) -> dict
 
 def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     """Train from ``profile.seeds`` initialisations and judge ``λ_min(Σ_µµ)`` along each flow."""
-    time = profile.pick(30.0, 100.0)
+    time = profile.pick(20.0, 100.0)
     singular_rtol = float(landscape_of(PROBLEM).singular_rtol)
     runs = pool.map(_call, [(_flow, (out / f"seed_{s}", s, time, singular_rtol)) for s in range(profile.seeds)])
     ratios = [r["min_ratio"] for r in runs]
