@@ -22,10 +22,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from .activations import Activation
 from .kernels import HermiteQuadrature, gaussian_kernel
-from .laws import InputLaw, as_tensor
+from .laws import as_tensor
 from .teacher import Teacher
 
 __all__ = ["Moments", "ProbeMoments", "ExactGaussianExpectation", "SampledExpectation"]
@@ -34,6 +35,14 @@ __all__ = ["Moments", "ProbeMoments", "ExactGaussianExpectation", "SampledExpect
 DEFAULT_FOURTH_MOMENT_SAMPLES = 200_000
 #: default rows per chunk in sampled expectations.
 DEFAULT_CHUNK_ROWS = 65_536
+#: most elements of one (rows × particles) block of ``σ(X Wᵀ)`` in sampled expectations
+#: (64 MiB in float64): rows per chunk shrink, and particles are split, to stay below it.
+DEFAULT_BLOCK_ELEMENTS = 1 << 23
+#: above this many elements of the whole ``n × M`` activation, gradients recompute each
+#: block in the backward pass (activation checkpointing) instead of storing all of them,
+#: so that memory stays ``O(block + n k + M d)`` for any ``M`` (reverse-mode autograd only;
+#: under ``torch.func`` transforms the plain, stored path is taken).
+CHECKPOINT_ELEMENTS = 1 << 25
 
 
 class Moments(NamedTuple):
@@ -175,8 +184,10 @@ class SampledExpectation(_Base):
         activation: the student's σ.
         x: array of shape (n, d), the sample (rows are inputs).
         bias: whether the student's ``w`` carries a bias column (last).
-        chunk_rows: rows per chunk (bounds memory at ``chunk_rows × M``).
+        chunk_rows: rows per chunk (bounds memory at ``chunk_rows × M``; fewer rows, and
+            blocks of particles, when that exceeds ``block_elements``).
         dtype, device: torch dtype and device.
+        block_elements: most elements of one block of ``σ(X Wᵀ)``.
     """
 
     method = "monte_carlo"
@@ -190,8 +201,10 @@ class SampledExpectation(_Base):
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
+        block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     ) -> None:
         super().__init__(teacher, activation, bias, dtype, torch.device(device))
+        self.block_elements = int(block_elements)
         x_t = as_tensor(x, dtype, self.device)
         if x_t.ndim != 2 or x_t.shape[1] != teacher.dim:
             raise ValueError(f"sample must have shape (n, {teacher.dim}), got {tuple(x_t.shape)}.")
@@ -202,20 +215,65 @@ class SampledExpectation(_Base):
         self._x = torch.cat([x_t, torch.ones_like(x_t[:, :1])], dim=1) if bias else x_t
         self.sigma_tt = self._f.T @ self._f / self.samples
 
-    def _chunks(self):
-        for start in range(0, self.samples, self.chunk_rows):
-            stop = min(start + self.chunk_rows, self.samples)
+    def _chunks(self, particles: int):
+        """Row chunks ``(x, f, |f|²)``: ``chunk_rows`` rows, fewer when ``rows × M`` exceeds a block."""
+        rows = self.chunk_rows
+        if rows * particles > self.block_elements:
+            rows = max(min(rows, self.block_elements // max(particles, 1)), 256)
+        for start in range(0, self.samples, rows):
+            stop = min(start + rows, self.samples)
             yield self._x[start:stop], self._f[start:stop], self._f_sq[start:stop]
+
+    def _checkpointed(self, *tensors: torch.Tensor) -> bool:
+        """Whether to recompute blocks in the backward pass: a large graph is being recorded."""
+        if not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors):
+            return False
+        if self.samples * tensors[0].shape[0] <= CHECKPOINT_ELEMENTS:
+            return False
+        is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+        return not (is_wrapped is not None and any(is_wrapped(t) for t in tensors))
+
+    def _apply(self, x: torch.Tensor, w: torch.Tensor, right: torch.Tensor, transpose: bool, ckpt: bool) -> torch.Tensor:
+        """``σ(x wᵀ) @ right`` (``transpose=False``) or ``σ(x wᵀ)ᵀ @ right``, in blocks of particles.
+
+        ``x`` (r, d), ``w`` (M, d); ``right`` is (M, j), or (r, j) when transposed. One block
+        never exceeds ``block_elements``; with ``ckpt`` each block is recomputed in the
+        backward pass instead of stored.
+        """
+        act = self.activation
+
+        def block(xb, wb, rb):
+            phi = act(xb @ wb.T)
+            return phi.T @ rb if transpose else phi @ rb
+
+        per_block = max(1, self.block_elements // max(x.shape[0], 1))
+        if per_block >= w.shape[0] and not ckpt:
+            return block(x, w, right)
+        run = (lambda *t: checkpoint(block, *t, use_reentrant=False)) if ckpt else block
+        if transpose:
+            return torch.cat([run(x, wb, right) for wb in w.split(per_block)], dim=0)
+        out = None
+        for wb, rb in zip(w.split(per_block), right.split(per_block), strict=True):
+            part = run(x, wb, rb)
+            out = part if out is None else out + part
+        return out
 
     def features(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``h_µ(x)`` for rows ``x`` (n, d or d+1 with the ones column); shape (n, k)."""
-        return self.activation(x @ w.T) @ (p[:, None] * a)
+        return self._apply(x, w, p[:, None] * a, False, self._checkpointed(w, a, p))
 
     def moments(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor, fourth: bool = False) -> Moments:
-        """Moments of ``µ``; ``a`` (M, k), ``w`` (M, d), ``p`` (M,)."""
+        """Moments of ``µ``; ``a`` (M, k), ``w`` (M, d), ``p`` (M,).
+
+        Memory: one block of ``σ(X Wᵀ)`` (``block_elements``) plus, under autograd, the
+        stored blocks (up to ``CHECKPOINT_ELEMENTS``; beyond that they are recomputed in
+        the backward pass), so ``O(block + n k + M d)`` for any ``M`` and ``n``.
+        """
         sigma_mm = sigma_mt = q = 0.0
-        for x, f, f_sq in self._chunks():
-            h = self.features(a, w, p, x)
+        ckpt = self._checkpointed(w, a, p)
+        ap = p[:, None] * a
+        for x, f, f_sq in self._chunks(w.shape[0]):
+            h = self._apply(x, w, ap, False, ckpt)
             sigma_mm = sigma_mm + h.T @ h
             sigma_mt = sigma_mt + h.T @ f
             if fourth:
@@ -226,15 +284,22 @@ class SampledExpectation(_Base):
     def probe_moments(
         self, probe_w: torch.Tensor, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor, fourth: bool = False
     ) -> ProbeMoments:
-        """Cross moments of probe neurons ``probe_w`` (Q, d) with ``h_µ`` and ``f°``."""
+        """Cross moments of probe neurons ``probe_w`` (Q, d) with ``h_µ`` and ``f°``.
+
+        One fused product ``σ(X W_qᵀ)ᵀ [h, f, |f|² h]`` per chunk, blocked like :meth:`moments`.
+        """
         with_model = with_teacher = q = 0.0
-        for x, f, f_sq in self._chunks():
-            h = self.features(a, w, p, x)
-            phi = self.activation(x @ probe_w.T)
-            with_model = with_model + phi.T @ h
-            with_teacher = with_teacher + phi.T @ f
+        ckpt = self._checkpointed(w, a, p, probe_w)
+        ap = p[:, None] * a
+        k, k0 = a.shape[1], self._f.shape[1]
+        for x, f, f_sq in self._chunks(max(w.shape[0], probe_w.shape[0])):
+            h = self._apply(x, w, ap, False, ckpt)
+            right = torch.cat([h, f, h * f_sq[:, None]] if fourth else [h, f], dim=1)
+            out = self._apply(x, probe_w, right, True, ckpt)
+            with_model = with_model + out[:, :k]
+            with_teacher = with_teacher + out[:, k : k + k0]
             if fourth:
-                q = q + phi.T @ (h * f_sq[:, None])
+                q = q + out[:, k + k0 :]
         n = self.samples
         return ProbeMoments(with_model / n, with_teacher / n, q / n if fourth else None)
 
