@@ -266,6 +266,16 @@ def part_flow(quick: bool, rate: float) -> None:
             "≥ 50%",
             "yes" if frac >= 0.5 else "no",
         )
+    # the bare products alone (same shapes), to separate the product rate from the rest
+    xt = torch.as_tensor(x)
+    w = torch.as_tensor(random_measure(m, K, D).w)
+    g = torch.randn(n, m)
+    t = timed(lambda: (xt @ w.T, g.T @ xt))
+    row("bare X Wᵀ and Gᵀ X / matmul peak", f"n={n}, M={m}, d={D} (no activation, no loss)", f"{100 * 4.0 * n * m * D / t / rate:.0f}%")
+    w4 = torch.as_tensor(random_measure(4 * m, K, D).w)
+    g4 = torch.randn(4 * m, 4 * m)
+    t = timed(lambda: (w4 @ w4.T, g4 @ w4))
+    row("bare W Wᵀ and G W / matmul peak", f"M={4 * m}, d={D} (no kernel, no loss)", f"{100 * 4.0 * (4 * m) ** 2 * D / t / rate:.0f}%")
 
 
 # ----------------------------------------------------------------------------- 4
@@ -360,9 +370,8 @@ def main(argv=None) -> None:
     torch.set_default_dtype(torch.float64)
     start = clock()
     cuda = torch.cuda.is_available()
-    print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, float64, CUDA {'yes' if cuda else 'no'}"
-    )
+    where = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, float64, CUDA {'yes' if cuda else 'no'}")
     rate = matmul_rate()
     part_hvp(args.quick)
     part_eigen(args.quick)
