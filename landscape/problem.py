@@ -58,7 +58,7 @@ class Evaluation:
         first_variation: array of shape (Q,) at the probes, or None.
         prompt_length: ``N`` (``math.inf`` for infinite).
         expectation: the backend's settings.
-        ridge: the ridge ``λ`` added to Σ_µµ (0: none; then ``sigma_cond`` is that of
+        ridge: the ridge ``λ`` added to Σ_µµ (0: none; when set, ``sigma_cond`` is that of
             ``Σ_µµ + λI``, the matrix actually inverted, and every loss is the ridge one).
     """
 
