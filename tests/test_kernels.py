@@ -24,7 +24,7 @@ NUMPY_SIGMA = {
 def reference_kernel(name: str, u: np.ndarray, v: np.ndarray, bu: float = 0.0, bv: float = 0.0) -> float:
     """E[σ(u·x + bu) σ(v·x + bv)] by quadrature in the plane of u and v, independent of the toolkit.
 
-    Smooth σ: tensor Gauss–Legendre (800² nodes on [−14, 14]²). ReLU without bias: the inner
+    Smooth σ: tensor Gauss–Legendre (400² nodes on [−14, 14]²). ReLU without bias: the inner
     Gaussian integral in closed form, ``E[relu(m + t g)] = m Φ(m/t) + t φ(m/t)``, and the outer
     one (over the half-line where the first factor is nonzero) by Gauss–Legendre.
     """
@@ -32,7 +32,7 @@ def reference_kernel(name: str, u: np.ndarray, v: np.ndarray, bu: float = 0.0, b
     e1 = u / ru
     v1 = v @ e1
     v2 = np.linalg.norm(v - v1 * e1)
-    nodes, weights = np.polynomial.legendre.leggauss(800)
+    nodes, weights = np.polynomial.legendre.leggauss(400)
     if name == "relu" and bu == 0.0 and bv == 0.0:
         g1, wts = 7.0 * (nodes + 1.0), 7.0 * weights
         m = v1 * g1
