@@ -33,10 +33,7 @@ from .records import ClaimResult, Metric, verdict_from_margin
 from .scenarios import dead_neuron_saddle, landscape_of, orthogonal_teacher_problem, run_training, write_evidence
 
 CLAIM_ID = "benign-landscape"
-STATEMENT = (
-    "Every critical point of the attention landscape is a global minimum or a strict saddle "
-    "(Kim & Suzuki 2024, THEORY.md §10.2)."
-)
+STATEMENT = "Every critical point of the attention landscape is a global minimum or a strict saddle (Kim & Suzuki 2024, THEORY.md §10.2)."
 SCALE = 1.5
 K0, D = 3, 5
 #: critical points with a larger input weight are "at infinity" (outside the analysed region).
@@ -111,7 +108,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     tasks = [(_flow_end, (out / f"flow_{s}", s, profile.pick(150.0, 250.0))) for s in range(profile.seeds)]
     tasks += [(_constructed, (dead, mix, pert)) for dead in (1, 2) for mix, pert in ((None, None), (3, 4))]
     tasks += [(_newton_start, (s,)) for s in range(profile.pick(4, 12))]
-    rows = pool.map(_call, tasks)
+    rows = pool.run(tasks)
 
     judged = [r for r in rows if r["classification"] not in ("not_critical", "refused") and r["in_region"]]
     at_infinity = [r for r in rows if r["classification"] not in ("not_critical", "refused") and not r["in_region"]]
@@ -130,7 +127,9 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         "global_minimum_count": Metric(len(minima), 0.0, ""),
         "uncertified_saddles": Metric(uncertified, 0.0, "strict saddles whose eigen-interval or line search failed"),
         "at_infinity_count": Metric(len(at_infinity), 0.0, f"critical points with max|w| > {W_MAX:g} (not judged)"),
-        "worst_saddle_lambda": Metric(max((r["lambda_min"] for r in saddles), default=float("nan")), 0.0, "largest λ_min among strict saddles"),
+        "worst_saddle_lambda": Metric(
+            max((r["lambda_min"] for r in saddles), default=float("nan")), 0.0, "largest λ_min among strict saddles"
+        ),
         "curvature_bound_violations": Metric(bound_violations, 0.0, "saddles whose d²L/ds² / L² exceeds −4/(k R₁²)"),
         "worst_curvature_ratio": Metric(max(ratios, default=float("nan")), 0.0, "largest (d²L/ds²)/L(µ)² at strict saddles"),
     }
@@ -162,9 +161,8 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
             "(at least one of each found); fail: any degenerate or second-order-stationary non-global point"
         ),
         evidence=evidence + [f"{out.name}/flow_0/run"],
-        table=[{k: p[k] for k in ("name", "classification", "loss", "lambda_min", "zero_count", "curvature_ratio", "bound", "w_max")} for p in points],
+        table=[
+            {k: p[k] for k in ("name", "classification", "loss", "lambda_min", "zero_count", "curvature_ratio", "bound", "w_max")}
+            for p in points
+        ],
     )
-
-
-def _call(fn, args):
-    return fn(*args)

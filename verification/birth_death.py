@@ -115,7 +115,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     seeds = range(profile.pick(1, min(profile.seeds, 3)))
     starts = [(s, seed) for s in ("region", "nearly-missing") for seed in seeds] + [("missing", 0)]
     tasks = [(_flow, (out / f"{start}_{seed}" / variant, start, seed, variant, time)) for start, seed in starts for variant in VARIANTS]
-    runs = pool.map(_call, tasks)
+    runs = pool.run(tasks)
     by = {(r["start"], r["seed"], r["variant"]): r for r in runs}
     rows = []
     for start, seed in starts:
@@ -173,6 +173,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=rows,
     )
 
-
-def _call(fn, args):
-    return fn(*args)

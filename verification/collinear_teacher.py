@@ -39,7 +39,6 @@ from .parallel import TaskPool
 from .profiles import Profile
 from .records import ClaimResult, Metric, verdict_from_margin
 from .scenarios import run_training, write_evidence
-from .threads import single_thread
 
 CLAIM_ID = "collinear-teacher"
 STATEMENT = (
@@ -118,7 +117,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     # λ_min(Σ_°°) and the teacher quantities are deterministic per angle; the flow is per seed
     seeds = range(profile.pick(1, 2))
     time = profile.pick(200.0, 400.0)
-    rows = pool.map(_call, [(_task, (out / f"angle_{a:g}_seed{s}", a, s, time)) for a in angles for s in seeds])
+    rows = pool.run([(_task, (out / f"angle_{a:g}_seed{s}", a, s, time)) for a in angles for s in seeds])
     finite = [r for r in rows if math.isfinite(r["unexplained"])]
     small = [r for r in finite if r["angle_deg"] <= 30.0]
     alphas = [math.radians(r["angle_deg"]) for r in small]
@@ -168,7 +167,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=table,
     )
 
-
-def _call(fn, args):
-    with single_thread():
-        return fn(*args)

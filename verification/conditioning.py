@@ -174,7 +174,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     """Train from ``profile.seeds`` initialisations and judge ``λ_min(Σ_µµ)`` along each flow."""
     time = profile.pick(20.0, 100.0)
     singular_rtol = float(landscape_of(PROBLEM).singular_rtol)
-    runs = pool.map(_call, [(_flow, (out / f"seed_{s}", s, time, singular_rtol)) for s in range(profile.seeds)])
+    runs = pool.run([(_flow, (out / f"seed_{s}", s, time, singular_rtol)) for s in range(profile.seeds)])
     ratios = [r["min_ratio"] for r in runs]
     all_phases = [ph for r in runs for ph in r["phases"]]
     variations = [ph["variation"] for ph in all_phases]
@@ -235,6 +235,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=table,
     )
 
-
-def _call(fn, args):
-    return fn(*args)

@@ -37,7 +37,6 @@ from .parallel import TaskPool
 from .profiles import Profile
 from .records import ClaimResult, Metric, verdict_from_margin
 from .scenarios import dead_neuron_saddle, landscape_of, mean_and_stderr, orthogonal_teacher_problem, run_training, write_evidence
-from .threads import single_thread
 
 CLAIM_ID = "escape-vs-dimension"
 STATEMENT = (
@@ -121,7 +120,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     dims = profile.pick([3, 8, 24], [3, 6, 12, 24, 48, 96])
     seeds = range(profile.pick(2, 4))
     time = 70.0
-    runs = pool.map(_call, [(_escape, (out / f"d{d}_seed{s}", d, s, time)) for d in dims for s in seeds])
+    runs = pool.run([(_escape, (out / f"d{d}_seed{s}", d, s, time)) for d in dims for s in seeds])
     lam, v3, _ = unstable_direction(3)
     rate = abs(lam)
     escaped = all(math.isfinite(r["escape_time"]) for r in runs)
@@ -178,7 +177,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=sorted(table, key=lambda r: r["d"]),
     )
 
-
-def _call(fn, args):
-    with single_thread():
-        return fn(*args)

@@ -53,7 +53,6 @@ from .scenarios import (
     run_training,
     write_evidence,
 )
-from .threads import single_thread
 
 CLAIM_ID = "expressivity"
 STATEMENT = (
@@ -187,7 +186,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     prompts = profile.pick(20_000, 200_000)
     tasks = [(_seed_task, (out / f"seed_{s}", s, time, prompts if s == 0 else 0)) for s in range(profile.seeds)]
     tasks.append((_linear_task, (profile.pick(10**6, 4 * 10**6),)))
-    rows = pool.map(_call, tasks)
+    rows = pool.run(tasks)
     seeds, linear = rows[:-1], rows[-1]
     sim = seeds[0]["simulation"]
 
@@ -268,7 +267,3 @@ def relative_excess_value(loss: float, signal: float) -> float:
     """``(L − ½τ²)/(½ tr Σ_°°)`` from the trace ``signal``."""
     return (loss - 0.5 * NOISE**2) / (0.5 * signal)
 
-
-def _call(fn, args):
-    with single_thread():
-        return fn(*args)

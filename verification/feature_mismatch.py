@@ -28,7 +28,6 @@ from .parallel import TaskPool
 from .profiles import Profile
 from .records import ClaimResult, Metric, verdict_from_margin
 from .scenarios import orthogonal_teacher_problem, run_training, write_evidence
-from .threads import single_thread
 
 CLAIM_ID = "feature-mismatch"
 STATEMENT = (
@@ -101,7 +100,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     ks = profile.pick([1, 2, 3, 4], [1, 2, 3, 4, 5])
     seeds = range(profile.pick(1, 2))
     time = profile.pick(200.0, 300.0)
-    rows = pool.map(_call, [(_task, (out / f"k{k}_seed{s}", k, s, time)) for k in ks for s in seeds])
+    rows = pool.run([(_task, (out / f"k{k}_seed{s}", k, s, time)) for k in ks for s in seeds])
     for r in rows:
         r["floor_gap"] = r["unexplained"] - r["predicted"]
     gaps = [r["floor_gap"] for r in rows]
@@ -142,7 +141,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=table,
     )
 
-
-def _call(fn, args):
-    with single_thread():
-        return fn(*args)

@@ -38,7 +38,6 @@ from .parallel import TaskPool
 from .profiles import Profile
 from .records import ClaimResult, Metric, verdict_from_margin
 from .scenarios import orthogonal_teacher_problem, run_training, write_evidence
-from .threads import single_thread
 
 CLAIM_ID = "ill-conditioning"
 STATEMENT = (
@@ -113,7 +112,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     """Sweep the merging angle, fit the exponents, check the refusal, run the flow from near merging."""
     epsilons = [float(e) for e in np.logspace(0, -8, profile.pick(17, 33))]
     epsilons = [math.pi / 2] + epsilons
-    rows, flow = pool.map(_call, [(_sweep, (epsilons, 100)), (_flow_from_merged, (out / "flow", 1e-2, profile.pick(150, 600)))])
+    rows, flow = pool.run([(_sweep, (epsilons, 100)), (_flow_from_merged, (out / "flow", 1e-2, profile.pick(150, 600)))])
     limit = tangent_limit_loss()
     small = [r for r in rows if 1e-3 <= r["eps"] <= 1e-1]
     sig_slope, _, _ = fit_power([r["eps"] for r in small], [r["sigma_min"] for r in small])
@@ -163,7 +162,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=table,
     )
 
-
-def _call(fn, args):
-    with single_thread():
-        return fn(*args)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from .threads import single_thread
+
 __all__ = ["TaskPool"]
 
 
@@ -41,6 +43,19 @@ class TaskPool:
         from joblib import Parallel, delayed
 
         return Parallel(n_jobs=self.jobs, backend="loky")(delayed(fn)(*item) for item in items)
+
+    def run(self, tasks: Iterable[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+        """``[fn(*args) for fn, args in tasks]``, in order, wherever the pool runs them.
+
+        Each task runs with one torch thread (:func:`~verification.threads.single_thread`):
+        parallelism comes from the pool, not from torch's intra-op threads.
+        """
+        return self.map(_call, tasks)
+
+
+def _call(fn: Callable[..., Any], args: tuple) -> Any:
+    with single_thread():
+        return fn(*args)
 
 
 def _dask_map(address: str, fn: Callable[..., Any], items: list[tuple], timeout: float) -> list[Any]:

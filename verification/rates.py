@@ -91,7 +91,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     radii = profile.pick([1e-2, 1e-3, 1e-4, 1e-5], [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7])
     tasks = [(_decay_run, (out / f"decay_{s}", s, decay_time)) for s in range(profile.seeds)]
     tasks += [(_escape_run, (out / f"escape_{i}", r, profile.pick(45.0, 60.0), saddle_loss)) for i, r in enumerate(radii)]
-    rows = pool.map(_call, tasks)
+    rows = pool.run(tasks)
     decays, escapes = rows[: profile.seeds], rows[profile.seeds :]
 
     rates = np.array([d["rate"] for d in decays])
@@ -104,11 +104,17 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     defect = max(d["energy_defect"] for d in decays)
 
     evidence = [
-        write_evidence(out, "decay.json", {"time": decays[0]["time"], "gap": decays[0]["gap"], "lambda_plus_min": lam_plus, "fitted_rate": float(rates[0])}),
+        write_evidence(
+            out,
+            "decay.json",
+            {"time": decays[0]["time"], "gap": decays[0]["gap"], "lambda_plus_min": lam_plus, "fitted_rate": float(rates[0])},
+        ),
         write_evidence(out, "escape.json", {"radii": radii, "escape_times": times.tolist(), "lambda_min": lam_min, "fitted_slope": slope}),
     ]
     metrics = {
-        "decay_rate_ratio": Metric(rate_ratio, float(np.std(rates) / (2 * lam_plus) / max(len(rates) - 1, 1) ** 0.5), "fitted decay rate of L − L* / (2 λ⁺_min)"),
+        "decay_rate_ratio": Metric(
+            rate_ratio, float(np.std(rates) / (2 * lam_plus) / max(len(rates) - 1, 1) ** 0.5), "fitted decay rate of L − L* / (2 λ⁺_min)"
+        ),
         "escape_slope_ratio": Metric(slope_ratio, 0.0, "fitted d(escape time)/d log(1/r) × |λ_min|"),
         "energy_defect": Metric(defect, 0.0, "max |energy-identity defect| / total loss decrease"),
         "lambda_plus_min": Metric(lam_plus, 0.0, "smallest nonzero Hessian eigenvalue at the teacher"),
@@ -117,7 +123,12 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     ok_rate = abs(rate_ratio - 1) <= RATE_RTOL
     ok_slope = abs(slope_ratio - 1) <= RATE_RTOL
     ok_energy = defect <= ENERGY_RTOL
-    bad = abs(rate_ratio - 1) > 3 * RATE_RTOL or abs(slope_ratio - 1) > 3 * RATE_RTOL or not np.isfinite(slope_ratio) or defect > 1e3 * ENERGY_RTOL
+    bad = (
+        abs(rate_ratio - 1) > 3 * RATE_RTOL
+        or abs(slope_ratio - 1) > 3 * RATE_RTOL
+        or not np.isfinite(slope_ratio)
+        or defect > 1e3 * ENERGY_RTOL
+    )
     return ClaimResult(
         id=CLAIM_ID,
         statement=STATEMENT,
@@ -131,10 +142,6 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=[{"experiment": f"decay seed {d['seed']}", "fitted": d["rate"], "predicted": 2 * lam_plus} for d in decays]
         + [
             {"experiment": f"escape r = {e['radius']:g}", "fitted": e["escape_time"], "predicted": log_r / abs(lam_min) + offset}
-            for e, log_r in zip(escapes, logs)
+            for e, log_r in zip(escapes, logs, strict=True)
         ],
     )
-
-
-def _call(fn, args):
-    return fn(*args)

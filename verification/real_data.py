@@ -31,7 +31,6 @@ from .parallel import TaskPool
 from .profiles import Profile
 from .records import ClaimResult, Metric, verdict_from_margin
 from .scenarios import mean_and_stderr, run_training, write_evidence
-from .threads import single_thread
 
 CLAIM_ID = "real-data"
 STATEMENT = (
@@ -110,7 +109,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         problems[name] = problem_tables(out / name / "x.npy", x.shape[1])
         tasks += [(_seed_task, (out / name / f"seed_{s}", problems[name], s, time)) for s in range(profile.seeds)]
         tasks.append((_linear_task, (problems[name],)))
-    rows = pool.map(_call, tasks)
+    rows = pool.run(tasks)
     table, mlp_all, lin_all, rf_all = [], [], [], []
     per = profile.seeds + 1
     for i, name in enumerate(names):
@@ -150,7 +149,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=table,
     )
 
-
-def _call(fn, args):
-    with single_thread():
-        return fn(*args)

@@ -61,7 +61,7 @@ def format_table(results: list[ClaimResult], changes: list[Change] | None = None
         value = "-" if metric is None else f"{name} = {metric.value:.4g}" + (f" ± {metric.uncertainty:.2g}" if metric.uncertainty else "")
         rows.append((r.id, r.verdict, value, "yes" if r.id in regressed else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def compare_with(results: list[ClaimResult], baseline: list[ClaimResult]) -> list[Change]:

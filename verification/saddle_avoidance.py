@@ -45,9 +45,7 @@ FLOW = {"integrator": "dopri5", "rtol": 1e-8, "atol": 1e-12, "step_size": 0.1, "
 
 
 def _random_start(directory: Path, seed: int, time: float) -> dict:
-    run = run_training(
-        directory, PROBLEM, {"kind": "gaussian", "particles": 2, "scale": 1.0, "seed": seed}, {**FLOW, "time": time}
-    )
+    run = run_training(directory, PROBLEM, {"kind": "gaussian", "particles": 2, "scale": 1.0, "seed": seed}, {**FLOW, "time": time})
     return {"seed": seed, "status": run.result.status, "gap": run.result.loss, "grad_norm": run.result.grad_norm}
 
 
@@ -77,7 +75,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     seeds = range(2 * profile.seeds)
     tasks = [(_random_start, (out / f"random_{s}", s, time)) for s in seeds]
     tasks += [(_saddle_start, (out / "saddle_still", False, time)), (_saddle_start, (out / "saddle_kicked", True, time))]
-    rows = pool.map(_call, tasks)
+    rows = pool.run(tasks)
     random_rows, still, kicked = rows[:-2], rows[-2], rows[-1]
     gaps = [r["gap"] for r in random_rows]
     reached = float(np.mean([g < GAP_TOL for g in gaps]))
@@ -107,7 +105,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
             {"run": "saddle, one kick", "final gap": kicked["gap"], "grad_norm": None},
         ],
     )
-
-
-def _call(fn, args):
-    return fn(*args)

@@ -130,7 +130,7 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
     etas = profile.pick([30.0, 100.0, 300.0], [10.0, 30.0, 100.0, 300.0, 1000.0])
     start = whitened_start(out)
     tasks = [(_flow, (out / ("eta_inf" if math.isinf(e) else f"eta_{e:g}"), str(start.resolve()), e)) for e in [*etas, math.inf]]
-    runs = pool.map(_call, tasks)
+    runs = pool.run(tasks)
     reference = runs[-1]
     grid = np.linspace(0.0, HORIZON, GRID)
     ref_loss = np.interp(grid, reference["time"], reference["loss"])
@@ -184,6 +184,3 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         table=[{**r, "local exponent": (local[i - 1] if i else None)} for i, r in enumerate(rows)],
     )
 
-
-def _call(fn, args):
-    return fn(*args)
