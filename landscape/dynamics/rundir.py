@@ -5,7 +5,8 @@ Layout of ``RUN/``::
     config.toml        the resolved problem (every default written out, absolute paths)
     trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`)
     snapshots/         step_NNNNNNNN.npz measures (a, w, p, time) every ``snapshot_every`` steps
-    checkpoint.npz     the full state of the run, written atomically (see :class:`Checkpoint`)
+    checkpoint.npz     the full state of the run, written atomically, with a sha256 of its
+                       arrays checked on load (see :class:`Checkpoint`)
     final.npz          the final measure (a, w, p; and gamma at a finite timescale ratio)
     status.json        how the run ended: completed, or the reason it stopped
 
@@ -16,6 +17,7 @@ row and cut back to the checkpoint on ``--resume``, so a killed run resumes clea
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -128,42 +130,76 @@ class RunDirectory:
 
     # ----------------------------------------------------------- checkpoint
     def save_checkpoint(self, ckpt: Checkpoint) -> None:
-        """Write the checkpoint atomically."""
-        save_npz(
-            self.checkpoint,
-            y=ckpt.y,
-            step=np.array(ckpt.step, dtype=np.int64),
-            time=np.array(ckpt.time),
-            step_size=np.array(ckpt.step_size),
-            energy_offset=np.array(ckpt.energy_offset),
-            last_kick=np.array([0.0 if ckpt.last_kick is None else ckpt.last_kick, float(ckpt.last_kick is not None)]),
-            rng_state=_text_array(ckpt.rng_state),
-            last_row=_text_array(ckpt.last_row),
-        )
+        """Write the checkpoint atomically, with the sha256 of its arrays (:func:`_digest`)."""
+        arrays = {
+            "y": np.asarray(ckpt.y),
+            "step": np.array(ckpt.step, dtype=np.int64),
+            "time": np.array(ckpt.time),
+            "step_size": np.array(ckpt.step_size),
+            "energy_offset": np.array(ckpt.energy_offset),
+            "last_kick": np.array([0.0 if ckpt.last_kick is None else ckpt.last_kick, float(ckpt.last_kick is not None)]),
+            "rng_state": _text_array(ckpt.rng_state),
+            "last_row": _text_array(ckpt.last_row),
+        }
+        save_npz(self.checkpoint, **arrays, sha256=_text_array(_digest(arrays)))
 
     def load_checkpoint(self) -> Checkpoint:
-        """Read the checkpoint.
+        """Read the checkpoint and check its sha256.
 
         Raises:
-            ValueError: a missing or malformed checkpoint.
+            ValueError: a missing, malformed or corrupted checkpoint (checksum mismatch),
+                naming the file.
         """
         names = ("y", "step", "time", "step_size", "energy_offset", "last_kick", "rng_state", "last_row")
-        arrays = load_npz(self.checkpoint, required=names, what="checkpoint")
+        arrays = load_npz(self.checkpoint, required=(*names, "sha256"), what="checkpoint")
+        where = f"checkpoint file {str(self.checkpoint)!r}"
+        stored = arrays.pop("sha256")
+        with np.errstate(invalid="ignore", over="ignore"):
+            intact = stored.ndim == 1 and bytes(stored.astype(np.uint8)) == _digest(arrays).encode()
+        if not intact:
+            raise ValueError(f"{where} is corrupted: its sha256 checksum does not match its contents; "
+                             "it cannot be resumed (start a new run).")
         kick = arrays["last_kick"]
+        if arrays["y"].ndim != 1 or kick.shape != (2,) or any(arrays[n].shape != () for n in ("step", "time", "step_size", "energy_offset")):
+            raise ValueError(f"{where} has arrays of the wrong shape.")
+        try:
+            state = {"y": arrays["y"], "rng_state": _array_text(arrays["rng_state"]), "last_row": _array_text(arrays["last_row"])}
+        except ValueError as err:  # bytes that are not UTF-8 text
+            raise ValueError(f"{where} is corrupted ({' '.join(str(err).split())[:80]}).") from None
         return Checkpoint(
-            y=arrays["y"],
+            y=state["y"],
             step=int(arrays["step"]),
             time=float(arrays["time"]),
             step_size=float(arrays["step_size"]),
             energy_offset=float(arrays["energy_offset"]),
             last_kick=float(kick[0]) if kick[1] else None,
-            rng_state=_array_text(arrays["rng_state"]),
-            last_row=_array_text(arrays["last_row"]),
+            rng_state=state["rng_state"],
+            last_row=state["last_row"],
         )
 
     def write_status(self, status: dict[str, Any]) -> None:
         """``status.json`` (NaN and infinities written as null)."""
         write_json(self.status, {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in status.items()})
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the state arrays: name, dtype-independent float64/int64 bytes, in name order.
+
+    ``load_npz`` hands every array back as float64, so the digest is taken over float64
+    values (int64 for ``step``, uint8 for the text arrays) to be the same on save and load.
+    """
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.asarray(arrays[name])
+        if name == "step":
+            value = value.astype(np.int64)
+        elif name in ("rng_state", "last_row"):
+            value = value.astype(np.uint8)
+        else:
+            value = value.astype(np.float64)
+        h.update(f"{name}:{value.shape}:".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
 
 
 def _cell(value: Any) -> str:
