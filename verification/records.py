@@ -88,14 +88,19 @@ class ClaimResult:
         metrics = raw["metrics"]
         if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
             raise ValueError(f"metrics of {raw['id']!r} must map names to objects.")
+        evidence, table = raw.get("evidence", []), raw.get("table", [])
+        if not isinstance(evidence, list):
+            raise ValueError(f"evidence of {raw['id']!r} must be a list of paths, got {type(evidence).__name__}.")
+        if not isinstance(table, list) or not all(isinstance(row, dict) for row in table):
+            raise ValueError(f"table of {raw['id']!r} must be a list of objects.")
         return cls(
             id=str(raw["id"]),
             statement=str(raw.get("statement", "")),
             verdict=str(raw["verdict"]),
             metrics={str(name): Metric.from_dict(m) for name, m in metrics.items()},
             threshold=str(raw["threshold"]),
-            evidence=[str(e) for e in raw.get("evidence", [])],
-            table=list(raw.get("table", [])),
+            evidence=[str(e) for e in evidence],
+            table=list(table),
             seconds=_number(raw.get("seconds", 0.0)),
         )
 
