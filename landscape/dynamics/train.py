@@ -113,11 +113,15 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
             one, or a resume without a checkpoint or with a different configuration.
     """
     started = wallclock.perf_counter()
+    resume_requested = resume
     tables, spec, init, dyn = resolved_config(problem)
     config_text = dumps_toml(tables)
     run = RunDirectory(out)
     landscape = spec.landscape()
     eta = dyn.timescale_ratio
+    unborn = not run.checkpoint.exists() and run.config.exists() and run.config.read_text(encoding="utf-8") == config_text
+    if resume and unborn:  # killed after writing config.toml, before its first checkpoint: start afresh
+        resume = False
     if resume:
         if not run.checkpoint.exists():
             raise ValueError(f"cannot resume: {str(run.checkpoint)!r} does not exist.")
@@ -128,7 +132,7 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
         layout = Layout(m, spec.features, landscape.input_dim, not math.isinf(eta))
         run.rewind_trajectory(ckpt.step, ckpt.last_row)
     else:
-        if run.holds_run():
+        if run.holds_run() and not (unborn and resume_requested):
             raise ValueError(f"{str(run.root)!r} already holds a run; pass --resume to continue it, or choose a new --out.")
         measure = initial_measure(init, landscape, spec.features)
         if dyn.birth_death.kind == "stochastic" and not np.allclose(measure.p, measure.p[0], rtol=0, atol=1e-15):
