@@ -66,8 +66,12 @@ def _problem(folder: Path, steps: int, every: int) -> Path:
 
 def _spawn(problem: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "landscape.cli", "train", "--problem", str(problem), "--out", str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "landscape.cli", "train", "--problem", str(problem), "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _kill_trial(problem: Path, out: Path, delay: float, from_spawn: bool, timeout: float = 300) -> str:

@@ -74,13 +74,22 @@ def test_a_different_seed_changes_the_run(tmp_path):
 
 def test_analyze_twice_is_bitwise_identical(tmp_path, capsys):
     problem = tmp_path / "p.toml"
-    problem.write_text(PROBLEM.split("[init]")[0] + "[analysis]\nmethod = \"lobpcg\"\n", encoding="utf-8")
+    problem.write_text(PROBLEM.split("[init]")[0] + '[analysis]\nmethod = "lobpcg"\n', encoding="utf-8")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "mu.npz", a=rng.standard_normal((4, 2)), w=0.7 * rng.standard_normal((4, 3)))
     outputs = []
     for name in ("a", "b"):
-        argv = ["analyze", "--problem", str(problem), "--measure", str(tmp_path / "mu.npz"), "--out", str(tmp_path / name),
-                "--refine", "--json"]
+        argv = [
+            "analyze",
+            "--problem",
+            str(problem),
+            "--measure",
+            str(tmp_path / "mu.npz"),
+            "--out",
+            str(tmp_path / name),
+            "--refine",
+            "--json",
+        ]
         assert main(argv) == 0
         outputs.append(capsys.readouterr().out)
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
@@ -103,8 +112,7 @@ def test_verify_twice_is_identical_but_for_seconds(tmp_path, capsys):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        argv = ["verify", "--profile", "quick", "--claims", "ill-conditioning", "--out", str(out), "--no-baseline",
-                "--no-report"]
+        argv = ["verify", "--profile", "quick", "--claims", "ill-conditioning", "--out", str(out), "--no-baseline", "--no-report"]
         assert main(argv) == 0
         runs.append(out)
     ra, rb = (json.loads((out / "results.json").read_text()) for out in runs)

@@ -99,16 +99,52 @@ K, D = 2, 3
 TRAIN_BASE: dict = {
     "teacher": {"activation": "erf", "c": [[1.0, 0.0], [0.0, 1.0]], "u": [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]},
     "init": {"kind": "gaussian", "particles": 3, "seed": 1, "scale": 1.0},
-    "dynamics": {"steps": 3, "step_size": 0.05, "integrator": "euler", "checkpoint_every": 2, "record_every": 1,
-                 "seed": 0, "birth_death": {"kind": "none", "rate": 1.0},
-                 "perturbation": {"kind": "none", "g_thr": 1e-3, "t_thr": 1.0, "radius": 1e-2}},
+    "dynamics": {
+        "steps": 3,
+        "step_size": 0.05,
+        "integrator": "euler",
+        "checkpoint_every": 2,
+        "record_every": 1,
+        "seed": 0,
+        "birth_death": {"kind": "none", "rate": 1.0},
+        "perturbation": {"kind": "none", "g_thr": 1e-3, "t_thr": 1.0, "radius": 1e-2},
+    },
 }
 INIT_KEYS = ("kind", "particles", "scale", "radius", "seed", "measure", "saddle_tol")
-DYNAMICS_KEYS = ("steps", "time", "step_size", "integrator", "rtol", "atol", "timescale_ratio", "record_every",
-                 "snapshot_every", "checkpoint_every", "seed", "birth_death", "perturbation")
+DYNAMICS_KEYS = (
+    "steps",
+    "time",
+    "step_size",
+    "integrator",
+    "rtol",
+    "atol",
+    "timescale_ratio",
+    "record_every",
+    "snapshot_every",
+    "checkpoint_every",
+    "seed",
+    "birth_death",
+    "perturbation",
+)
 #: keys whose value, when not a finite number, is surely refused.
-NUMERIC = {"particles", "scale", "radius", "seed", "saddle_tol", "steps", "time", "step_size", "rtol", "atol",
-           "record_every", "snapshot_every", "checkpoint_every", "rate", "g_thr", "t_thr"}
+NUMERIC = {
+    "particles",
+    "scale",
+    "radius",
+    "seed",
+    "saddle_tol",
+    "steps",
+    "time",
+    "step_size",
+    "rtol",
+    "atol",
+    "record_every",
+    "snapshot_every",
+    "checkpoint_every",
+    "rate",
+    "g_thr",
+    "t_thr",
+}
 
 
 def _measure_arrays(rng: np.random.Generator, m: int = 3) -> dict[str, np.ndarray]:
@@ -171,11 +207,30 @@ def mutate_train_doc(doc: dict, rng: np.random.Generator) -> tuple[dict, bool | 
         table[key] = [math.nan, math.inf, -math.inf][rng.integers(3)]
         return doc, True, f"[{table_name}] {key} non-finite"
     # any weird value on any known key (or a string on a numeric key)
-    known = {"init": INIT_KEYS, "dynamics": DYNAMICS_KEYS, "dynamics.birth_death": ("kind", "rate"),
-             "dynamics.perturbation": ("kind", "g_thr", "t_thr", "radius")}[table_name]
+    known = {
+        "init": INIT_KEYS,
+        "dynamics": DYNAMICS_KEYS,
+        "dynamics.birth_death": ("kind", "rate"),
+        "dynamics.perturbation": ("kind", "g_thr", "t_thr", "radius"),
+    }[table_name]
     key = known[rng.integers(len(known))]
-    values = weird_values(rng) + [-1, -0.5, 0, 10**9, 1e-12, "rk4", "dopri5", "wfr", "stochastic", "hessian",
-                                  "isotropic", "file", "region", "saddle", "inf"]
+    values = weird_values(rng) + [
+        -1,
+        -0.5,
+        0,
+        10**9,
+        1e-12,
+        "rk4",
+        "dopri5",
+        "wfr",
+        "stochastic",
+        "hessian",
+        "isotropic",
+        "file",
+        "region",
+        "saddle",
+        "inf",
+    ]
     value = values[rng.integers(len(values))]
     if isinstance(value, float) and math.isnan(value):
         value = "nan"
@@ -280,9 +335,12 @@ def make_analyze_case(workdir: Path, rng: np.random.Generator, i: int):
 
 def _toy_results(workdir: Path) -> dict:
     return {
-        "id": "toy", "statement": "2^10 = 1024", "verdict": "pass",
+        "id": "toy",
+        "statement": "2^10 = 1024",
+        "verdict": "pass",
         "metrics": {"power": {"value": 1024.0, "uncertainty": 0.0, "description": "2^10"}},
-        "threshold": "pass: power = 1024", "evidence": ["toy/evidence.txt"],
+        "threshold": "pass: power = 1024",
+        "evidence": ["toy/evidence.txt"],
     }
 
 
@@ -393,8 +451,8 @@ def _changed(raw: bytes, new: bytes) -> bool | None:
         return True
     old = _checkpoint_arrays(raw)
     same = arrays.keys() == old.keys() and all(  # the same values (load_npz reads every dtype as float64)
-        arrays[k].dtype.kind in "biuf" and np.array_equal(arrays[k].astype(np.float64), old[k].astype(np.float64))
-        for k in old)
+        arrays[k].dtype.kind in "biuf" and np.array_equal(arrays[k].astype(np.float64), old[k].astype(np.float64)) for k in old
+    )
     return None if same else True
 
 
@@ -423,14 +481,29 @@ def make_checkpoint_case(workdir: Path, rng: np.random.Generator, i: int):
     else:  # a consistent checksum over nonsense: refused by the other checks, or a valid run
         arrays = _checkpoint_arrays(raw)
         name = CHECKPOINT_NAMES[rng.integers(len(CHECKPOINT_NAMES))]
-        values = [np.array(-3.0), np.array(1e300), np.zeros(0), np.ones((2, 2)), np.frombuffer(b"{]", np.uint8),
-                  np.frombuffer(b'{"bit_generator": "MT19937"}', np.uint8), np.array([1.0, 2.0, 3.0]),
-                  arrays[name][:-1] if arrays[name].ndim else arrays[name], np.full(3, 255, np.uint8)]
+        values = [
+            np.array(-3.0),
+            np.array(1e300),
+            np.zeros(0),
+            np.ones((2, 2)),
+            np.frombuffer(b"{]", np.uint8),
+            np.frombuffer(b'{"bit_generator": "MT19937"}', np.uint8),
+            np.array([1.0, 2.0, 3.0]),
+            arrays[name][:-1] if arrays[name].ndim else arrays[name],
+            np.full(3, 255, np.uint8),
+        ]
         arrays[name] = values[rng.integers(len(values))]
         body = {k: v for k, v in arrays.items() if k != "sha256"}
         with np.errstate(all="ignore"):
-            digest = np.frombuffer(_digest({k: np.asarray(v, dtype=np.float64) if k not in ("step", "rng_state", "last_row")
-                                            else np.asarray(v) for k, v in body.items()}).encode(), np.uint8)
+            digest = np.frombuffer(
+                _digest(
+                    {
+                        k: np.asarray(v, dtype=np.float64) if k not in ("step", "rng_state", "last_row") else np.asarray(v)
+                        for k, v in body.items()
+                    }
+                ).encode(),
+                np.uint8,
+            )
         raw2, bad, what = _npz_bytes(**body, sha256=digest), None, f"consistent checksum, {name} replaced"
     (run / "checkpoint.npz").write_bytes(raw2)
     problem = workdir / "ref.toml"

@@ -160,7 +160,8 @@ class RunDirectory:
             raise ValueError(f"{where} is corrupted: its sha256 checksum does not match its contents; "
                              "it cannot be resumed (start a new run).")
         kick = arrays["last_kick"]
-        if arrays["y"].ndim != 1 or kick.shape != (2,) or any(arrays[n].shape != () for n in ("step", "time", "step_size", "energy_offset")):
+        scalars = ("step", "time", "step_size", "energy_offset")
+        if arrays["y"].ndim != 1 or kick.shape != (2,) or any(arrays[n].shape != () for n in scalars):
             raise ValueError(f"{where} has arrays of the wrong shape.")
         try:
             state = {"y": arrays["y"], "rng_state": _array_text(arrays["rng_state"]), "last_row": _array_text(arrays["last_row"])}
