@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -18,7 +19,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "save_npz", "load_npz", "write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "save_npz", "load_npz", "write_json", "MAX_ARRAY_BYTES"]
+
+#: the largest array (in bytes) an ``.npz`` member may declare in its header; a larger one
+#: (a zip bomb, a forged header) is refused before anything is decompressed or allocated.
+MAX_ARRAY_BYTES = 2**32
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -74,7 +79,7 @@ def load_npz(
 
     Raises:
         ValueError: missing or unreadable file, pickled (object) arrays, missing arrays,
-            non-numeric or non-finite values.
+            an array declaring more than :data:`MAX_ARRAY_BYTES`, non-numeric or non-finite values.
     """
     path = Path(path)
     if not path.is_file():
@@ -89,6 +94,8 @@ def load_npz(
             if missing:
                 raise ValueError(f"{what} file {str(path)!r} lacks array(s) {', '.join(missing)}.")
             wanted = [*required, *(name for name in optional if name in names)]
+            for name in wanted:
+                _check_declared_size(npz.zip, name, path, what)
             raw = {name: npz[name] for name in wanted}
     except ValueError as err:
         if "pickle" in str(err).lower():
@@ -109,3 +116,17 @@ def load_npz(
             raise ValueError(f"array {name!r} in {what} file {str(path)!r} has NaN or infinite values.")
         out[name] = value
     return out
+
+
+def _check_declared_size(archive: zipfile.ZipFile, name: str, path: Path, what: str) -> None:
+    """Read only the ``.npy`` header of ``name`` and refuse a declared size above :data:`MAX_ARRAY_BYTES`."""
+    with archive.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(member)
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > MAX_ARRAY_BYTES:
+        raise ValueError(
+            f"{what} file {str(path)!r}: array {name!r} declares shape {shape} ({declared:.3g} bytes), "
+            f"above the limit of {MAX_ARRAY_BYTES} bytes (a forged header or a zip bomb)."
+        )

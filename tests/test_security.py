@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +161,41 @@ def test_analysis_report_escapes_the_problem_path(tmp_path, capsys):
     html = (folder / "report" / "index.html").read_text(encoding="utf-8")
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+# ------------------------------------------------------------------ zip bombs
+def _bomb(path: Path, declared: tuple[int, ...], real_bytes: int) -> None:
+    """A deflated ``a.npy`` whose header declares ``declared`` float64s, followed by ``real_bytes`` zeros."""
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": declared})
+    member.write(bytes(real_bytes))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.npy", member.getvalue())
+        archive.writestr("w.npy", _npy(np.ones((2, 3))))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_npz_member_declaring_a_huge_array_is_refused_unread(tmp_path, capsys):
+    """A 64 GiB declared array that deflates from a few kB: one ``error:`` line naming the limit."""
+    _bomb(tmp_path / "bomb.npz", (2**33,), 1 << 20)
+    assert (tmp_path / "bomb.npz").stat().st_size < 10_000
+    problem = tmp_path / "p.toml"
+    problem.write_text(TEACHER, encoding="utf-8")
+    status = main(["evaluate", "--problem", str(problem), "--measure", str(tmp_path / "bomb.npz"), "--json"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "above the limit" in err and "bomb.npz" in err
+
+
+def test_array_size_cap_applies_to_every_member(tmp_path, monkeypatch):
+    from landscape import io as lio
+
+    np.savez(tmp_path / "m.npz", a=np.ones((4, 2)), w=np.ones((4, 3)))
+    assert lio.load_npz(tmp_path / "m.npz", required=("a", "w"))["w"].shape == (4, 3)
+    monkeypatch.setattr(lio, "MAX_ARRAY_BYTES", 64)  # a holds 64 bytes, w 96
+    with pytest.raises(ValueError, match="'w' declares shape"):
+        lio.load_npz(tmp_path / "m.npz", required=("a", "w"), what="measure")
