@@ -47,7 +47,7 @@ from landscape.dynamics.rundir import _digest
 from verification import registry
 
 QUICK_CASES = 25
-SLOW_CASES = 150
+SLOW_CASES = 400
 
 
 # ------------------------------------------------------------------ the oracle
@@ -468,7 +468,7 @@ def make_checkpoint_case(workdir: Path, rng: np.random.Generator, i: int):
         arrays = _checkpoint_arrays(raw)
         try:
             raw2, bad, what = corrupt_arrays(arrays, rng, "checkpoint")
-        except IndexError:  # a row-wise corruption drawn for a 0-d array: truncate instead
+        except (IndexError, ValueError):  # a row-wise change of a 0-d array, NaN into uint8: truncate instead
             raw2, bad, what = raw[: int(rng.integers(len(raw)))], True, "truncation"
         bad = _changed(raw, raw2)
     elif mode == 2:  # flip bits inside the state (past the zip headers): the checksum must catch it
@@ -543,6 +543,8 @@ def _fuzz(workdir: Path, capsys, family: str, count: int, seed: int) -> Tally:
 def test_fuzz_inputs_quick(workdir, capsys, toy_registry, family):
     _, seed, count = FAMILIES[family]
     tally = _fuzz(workdir, capsys, family, count, seed)
+    with capsys.disabled():
+        print(f" [{family}: {tally.tried} cases, exit statuses {dict(sorted(tally.status.items()))}]", end="")
     assert tally.tried == count
     assert tally.status.get(2, 0) > 0, tally.status
 
@@ -551,8 +553,10 @@ def test_fuzz_inputs_quick(workdir, capsys, toy_registry, family):
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_fuzz_inputs_slow(workdir, capsys, toy_registry, family):
     _, seed, count = FAMILIES[family]
-    count = SLOW_CASES if count == QUICK_CASES else 4 * count
+    count = SLOW_CASES if count == QUICK_CASES else 10 * count
     tally = _fuzz(workdir, capsys, family, count, 1000 + seed)
+    with capsys.disabled():
+        print(f" [{family}: {tally.tried} cases, exit statuses {dict(sorted(tally.status.items()))}]", end="")
     assert tally.tried == count
     assert tally.status.get(2, 0) > 0, tally.status
 
@@ -594,3 +598,65 @@ def test_zip_member_crc_is_also_checked(workdir, capsys):
     before = snapshot(run)
     outcome = run_cli(["train", "--problem", str(workdir / "ref.toml"), "--out", str(run), "--resume"], capsys)
     check_contract(outcome, True, "raw byte", before, snapshot(run))
+
+
+# ------------------------------------------------------------- a real interpreter
+#: runs several ``main`` calls in one fresh interpreter, stderr unredirected (warnings
+#: included), a marker line between cases; prints the exit statuses as JSON.
+_DRIVER = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from verification import registry
+registry.ALL_CHECKS["toy"] = "toy_claim"
+from landscape.cli import main
+statuses = []
+for argv in json.loads(sys.argv[1]):
+    statuses.append(main(argv))
+    sys.stdout.flush()
+    print("@@case-end@@", file=sys.stderr, flush=True)
+print("@@statuses@@" + json.dumps(statuses))
+"""
+
+
+def test_bad_inputs_in_a_real_interpreter(workdir):
+    """One surely-bad case per family in a fresh interpreter: the real stderr has one line each."""
+    import os
+    import subprocess
+    import sys
+
+    files = _run_dir_files(workdir)
+    cases = []
+    doc = copy.deepcopy(TRAIN_BASE)
+    doc["dynamics"]["step_size"] = -1.0
+    (workdir / "neg.toml").write_text(toml_dumps(doc), encoding="utf-8")
+    cases.append(["train", "--problem", str(workdir / "neg.toml"), "--out", str(workdir / "r1")])
+    doc = copy.deepcopy(TRAIN_BASE)
+    doc["init"] = {"kind": "file", "measure": "huge.npz"}
+    (workdir / "huge.npz").write_bytes(_npz_bytes(a=np.full((2, 2), 1e300), w=np.full((2, 3), np.inf)))
+    (workdir / "huge.toml").write_text(toml_dumps(doc), encoding="utf-8")
+    cases.append(["train", "--problem", str(workdir / "huge.toml"), "--out", str(workdir / "r2")])
+    (workdir / "an.toml").write_text(toml_dumps({"teacher": TRAIN_BASE["teacher"], "analysis": {"grad_tol": -1}}), encoding="utf-8")
+    cases.append(["analyze", "--problem", str(workdir / "an.toml"), "--measure", str(workdir / "mu.npz")])
+    (workdir / "b.json").write_text('[{"id": "toy", "verdict": "pass", "metrics": {"x": 3}, "threshold": ""}]')
+    cases.append(["verify", "--claims", "toy", "--out", str(workdir / "v"), "--no-report", "--baseline", str(workdir / "b.json")])
+    (workdir / "rep").mkdir()
+    (workdir / "rep" / "trajectory.csv").write_bytes(files["trajectory.csv"][:-40] + b"\xff\xfe,nan,,\n")
+    cases.append(["report", str(workdir / "rep"), "--out", str(workdir / "rep_out")])
+    shutil.copytree(workdir / "ref_run", workdir / "bad_ckpt")
+    raw = bytearray(files["checkpoint.npz"])
+    raw[len(raw) // 2] ^= 0xFF
+    (workdir / "bad_ckpt" / "checkpoint.npz").write_bytes(bytes(raw))
+    cases.append(["train", "--problem", str(workdir / "ref.toml"), "--out", str(workdir / "bad_ckpt"), "--resume"])
+    before = snapshot(workdir)
+    env = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DEBUG"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    tests = str(Path(__file__).resolve().parent)
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cases), tests], capture_output=True, text=True, timeout=300, env=env)
+    assert "@@statuses@@" in proc.stdout, proc.stderr[-2000:]
+    statuses = json.loads(proc.stdout.split("@@statuses@@")[1])
+    errs = proc.stderr.split("@@case-end@@\n")[:-1]
+    assert len(statuses) == len(errs) == len(cases)
+    assert proc.stdout.split("@@statuses@@")[0] == ""
+    for status, err, argv in zip(statuses, errs, cases, strict=True):
+        check_contract(Outcome(status, "", err), True, " ".join(argv[:1]), {}, {})
+    assert snapshot(workdir) == before
