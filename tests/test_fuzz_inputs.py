@@ -488,6 +488,8 @@ def make_checkpoint_case(workdir: Path, rng: np.random.Generator, i: int):
             np.ones((2, 2)),
             np.frombuffer(b"{]", np.uint8),
             np.frombuffer(b'{"bit_generator": "MT19937"}', np.uint8),
+            np.frombuffer(b'{"bit_generator": "PCG64"}', np.uint8),
+            np.frombuffer(b'{"bit_generator": "PCG64", "state": 5}', np.uint8),
             np.array([1.0, 2.0, 3.0]),
             arrays[name][:-1] if arrays[name].ndim else arrays[name],
             np.full(3, 255, np.uint8),

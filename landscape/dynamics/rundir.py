@@ -167,6 +167,10 @@ class RunDirectory:
             state = {"y": arrays["y"], "rng_state": _array_text(arrays["rng_state"]), "last_row": _array_text(arrays["last_row"])}
         except ValueError as err:  # bytes that are not UTF-8 text
             raise ValueError(f"{where} is corrupted ({' '.join(str(err).split())[:80]}).") from None
+        try:  # the generator state must be one numpy accepts (a KeyError or TypeError otherwise)
+            np.random.default_rng().bit_generator.state = json.loads(state["rng_state"])
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(f"{where} holds no valid random generator state.") from None
         return Checkpoint(
             y=state["y"],
             step=int(arrays["step"]),
