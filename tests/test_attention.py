@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import exact_landscape, random_measure, random_teacher
+
 from landscape import GaussianLaw, LinearSelfAttention, get_activation, simulate_risk
 from landscape.attention import embed_prompts
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_measure, random_teacher
+
 from landscape import EmpiricalLaw, ExactGaussianExpectation, GaussianLaw, SampledExpectation, SphereLaw, get_activation
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-
 from conftest import exact_landscape
+
 from landscape import ParticleMeasure, Teacher
 
 

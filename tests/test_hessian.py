@@ -54,9 +54,9 @@ def test_hvp_matches_central_differences_of_the_gradient():
 @pytest.mark.parametrize("activation,bias", [("relu", False), ("tanh", True)])
 def test_hvp_matches_dense_for_other_activations(activation, bias):
     """ReLU (closed-form kernel) and tanh with a bias (Mehler series) differentiate twice correctly."""
+    from landscape.activations import get_activation
     from landscape.expectations import ExactGaussianExpectation
     from landscape.problem import AttentionLandscape
-    from landscape.activations import get_activation
     from landscape.teacher import Teacher
 
     act = get_activation(activation)

@@ -1,7 +1,6 @@
 """Null directions that symmetries explain: counts, orthonormality in L²(µ), and annihilation by H (THEORY.md §7)."""
 
 import numpy as np
-import pytest
 import torch
 
 from landscape.activations import get_activation

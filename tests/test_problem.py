@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
-
 from conftest import (
     dead_neuron_saddle,
     exact_landscape,
@@ -17,6 +16,7 @@ from conftest import (
     random_teacher,
     sampled_landscape,
 )
+
 from landscape import ParticleMeasure, SingularMomentError
 from landscape.kernels import erf_kernel
 

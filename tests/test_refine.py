@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from landscape.measure import ParticleMeasure
-from landscape.refine import refine, residual
 from landscape.references import dead_neuron_saddle, orthogonal_teacher_landscape
+from landscape.refine import refine, residual
 
 
 def test_refinement_returns_a_perturbed_saddle_to_the_saddle():

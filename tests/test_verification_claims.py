@@ -5,10 +5,11 @@ saddle-avoidance, rates and benign-landscape; the Dask path of a real claim equa
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
-import importlib
 from landscape.classify import analyze
 from landscape.tolerances import AnalysisSettings
 from verification import benign_landscape, rates, saddle_avoidance
