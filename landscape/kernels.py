@@ -92,7 +92,9 @@ class HermiteQuadrature:
     """Mehler-series kernel for any smooth σ, with optional biases.
 
     Attributes:
-        order: truncation order ``T`` of the series in ρ (default 128: coefficient tails below 1e-6, so κ errors below 1e-12, for tanh up to |w| ≈ 1.3, sigmoid up to |w| ≈ 3, gelu up to |w| ≈ 2.5, erf with bias up to |w| ≈ 1.5).
+        order: truncation order ``T`` of the series in ρ (default 128: coefficient tails
+            below 1e-6, so κ errors below 1e-12, for tanh up to |w| ≈ 1.3, sigmoid up to
+            |w| ≈ 3, gelu up to |w| ≈ 2.5, erf with bias up to |w| ≈ 1.5).
         step: trapezoid step in the 1-D coefficient integrals (default 0.05; the rule is
             geometrically accurate while ``step·|w|`` is well below the distance of σ's
             nearest complex singularity to the real axis).
