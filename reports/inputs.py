@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from landscape.io import load_npz
+from verification.records import ClaimResult
 
 __all__ = [
     "Claim",
@@ -126,20 +127,11 @@ def read_results(path: Path) -> list[Claim]:
 
 def _claim(raw: Any, path: Path, index: int) -> Claim:
     where = f"record {index} of {str(path)!r}"
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be an object, got {type(raw).__name__}.")
-    missing = [key for key in ("id", "verdict", "metrics", "threshold") if key not in raw]
-    if missing:
-        raise ValueError(f"{where} lacks {', '.join(missing)}.")
-    metrics = raw["metrics"]
-    if not isinstance(metrics, dict) or not all(isinstance(m, dict) for m in metrics.values()):
-        raise ValueError(f"metrics of {where} must map names to objects.")
-    table = raw.get("table") or []
-    if not isinstance(table, list) or not all(isinstance(row, dict) for row in table):
-        raise ValueError(f"table of {where} must be a list of objects.")
-    evidence = raw.get("evidence") or []
-    if not isinstance(evidence, list):
-        raise ValueError(f"evidence of {where} must be a list of paths.")
+    try:
+        ClaimResult.from_dict(raw)  # the one schema of a result record
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    metrics, table, evidence = raw["metrics"], raw.get("table") or [], raw.get("evidence") or []
     return Claim(
         id=str(raw["id"]),
         statement=str(raw.get("statement", "")),
