@@ -33,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from verification.registry import resolve_ids
     from verification.runner import SHIPPED_BASELINES, compare_with, format_table, run_suite
 
+    if args.update_baseline and args.no_baseline:
+        raise ValueError("--update-baseline needs a baseline path; it cannot be combined with --no-baseline.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder.")
     profile = get_profile(args.profile)
     ids = resolve_ids(args.claims)
     pool = TaskPool(jobs=args.jobs, scheduler=args.scheduler)
@@ -45,15 +50,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: no shipped baseline for profile {profile.name!r}; nothing to compare with.", file=sys.stderr)
         else:
             baseline = load_baseline(baseline_path)  # validated before the (long) run
-    out = Path(args.out)
     results = run_suite(ids, profile, out, pool, log=lambda line: print(line, file=sys.stderr))
     changes = compare_with(results, baseline) if baseline is not None else []
     print(format_table(results, changes))
     for change in changes:
         print(change.line())
     if args.update_baseline:
-        if baseline_path is None:
-            raise ValueError("--update-baseline needs a baseline path (not --no-baseline).")
         save_baseline(baseline_path, results)
         print(f"baseline written: {baseline_path}")
     if not args.no_report:

@@ -102,6 +102,7 @@ def test_verify_cli_baseline_round_trip_and_tampered_baseline_exits_1(tmp_path, 
         (["--profile", "huge"], "unknown profile"),
         (["--jobs", "0"], "jobs"),
         (["--baseline", "/nonexistent/results.json"], "does not exist"),
+        (["--no-baseline", "--update-baseline"], "cannot be combined"),
     ],
 )
 def test_verify_cli_bad_input_exits_2_before_running(extra, message, tmp_path, capsys, toy_registry):
@@ -109,6 +110,13 @@ def test_verify_cli_bad_input_exits_2_before_running(extra, message, tmp_path, c
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error:") and message in err
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_verify_cli_refuses_an_output_path_that_is_a_file(tmp_path, capsys, toy_registry):
+    (tmp_path / "taken").write_text("a user's file")
+    status = main(["verify", "--claims", "toy", "--out", str(tmp_path / "taken"), "--no-report", "--no-baseline"])
+    assert status == 2 and "not a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "a user's file"
 
 
 def test_verify_cli_rejects_a_malformed_baseline(tmp_path, capsys, toy_registry):
