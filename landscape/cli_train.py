@@ -18,7 +18,10 @@ __all__ = ["register"]
 def _train(args: argparse.Namespace) -> int:
     progress = sys.stderr if sys.stderr.isatty() else None
     result = train(args.problem, args.out, resume=args.resume, progress=progress)
-    print(f"{result.message} ({result.evaluations} field evaluations, {result.wall_seconds:.1f} s) -> {args.out}")
+    work = f"{result.evaluations} field evaluations"
+    if result.jacobian_products:
+        work += f", {result.jacobian_products} Jacobian-vector products"
+    print(f"{result.message} ({work}, {result.wall_seconds:.1f} s) -> {args.out}")
     return 0 if result.completed else 1
 
 

@@ -23,6 +23,14 @@ def test_defaults():
     assert math.isinf(parse_dynamics(None).timescale_ratio)
 
 
+def test_rosenbrock_tables():
+    """``krylov_rtol`` defaults to None (``rtol / 100`` in the solver) and is dropped from the resolved table."""
+    dyn = parse_dynamics({"time": 1, "integrator": "rosenbrock23", "rtol": 1e-4, "krylov_maxiter": 50})
+    assert dyn.adaptive and dyn.krylov_rtol is None and dyn.krylov_maxiter == 50
+    assert "krylov_rtol" not in dyn.to_table()
+    assert parse_dynamics({"integrator": "rosenbrock23", "krylov_rtol": 1e-7}).krylov_rtol == 1e-7
+
+
 def test_full_tables():
     dyn = parse_dynamics(
         {
@@ -51,6 +59,9 @@ def test_full_tables():
         ({"timescale_ratio": "fast"}, "timescale_ratio"),
         ({"steps": 3, "time": 1.0}, "steps or time"),
         ({"rtol": 1e-3}, "rtol"),
+        ({"integrator": "rk23", "krylov_rtol": 1e-6}, "krylov_rtol"),
+        ({"integrator": "rosenbrock23", "krylov_rtol": 0}, "krylov_rtol"),
+        ({"integrator": "rosenbrock23", "krylov_maxiter": 0}, "krylov_maxiter"),
         ({"birth_death": {"kind": "wfr", "alpha": 1}}, "alpha"),
         ({"birth_death": {"rate": "x"}}, "rate"),
         ({"birth_death": 3}, "birth_death"),

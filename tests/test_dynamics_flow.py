@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import exact_landscape, orthogonal_teacher, random_measure
 
-from landscape.dynamics import TABLEAUS, Layout, ParticleFlow, rk_step
+from landscape.dynamics import TABLEAUS, Layout, ParticleFlow, rk_step, rosenbrock23_step
 
 
 def _setup(rng, eta=math.inf, alpha=0.0, uniform=True, m=3):
@@ -92,3 +92,43 @@ def test_flow_refuses_gamma_mismatch(rng):
     landscape = exact_landscape(orthogonal_teacher(2, 3))
     with pytest.raises(ValueError, match="Γ"):
         ParticleFlow(landscape, Layout(2, 2, 3, False), timescale_ratio=2.0)
+
+
+def _rosenbrock_defect(flow, y0, h, time):
+    y = y0
+    for _ in range(round(time / h)):
+        linear = flow.linearize(y)
+        y = rosenbrock23_step(flow, linear.jvp, y, linear.value.dy, h, krylov_rtol=1e-13).y
+    return flow.energy(y) - flow.energy(y0) + float(y[-1])
+
+
+@pytest.mark.parametrize("eta, alpha", [(math.inf, 0.0), (4.0, 1.0)])
+def test_energy_identity_holds_to_second_order_with_rosenbrock(rng, eta, alpha):
+    """The linearly implicit scheme (exact Jacobian by :meth:`ParticleFlow.linearize`) is of order 2 on the flow."""
+    _, _, flow, y0 = _setup(rng, eta, alpha)
+    coarse = _rosenbrock_defect(flow, y0, 0.02, 0.2)
+    fine = _rosenbrock_defect(flow, y0, 0.01, 0.2)
+    assert abs(coarse / fine) == pytest.approx(4.0, rel=0.25)
+
+
+def _jacobian_by_differences(flow, y, eps=1e-4):
+    """Dense ``∂f/∂y`` by the 5-point stencil (error O(ε⁴)), columns of every entry but ``D``."""
+    columns = []
+    for j in range(y.numel()):
+        e = torch.zeros_like(y)
+        e[j] = eps
+        columns.append((-flow(y + 2 * e) + 8 * flow(y + e) - 8 * flow(y - e) + flow(y - 2 * e)) / (12 * eps))
+    return torch.stack(columns, dim=1)
+
+
+@pytest.mark.parametrize("eta, alpha", [(math.inf, 0.0), (math.inf, 2.0), (3.0, 0.0), (3.0, 1.5)])
+def test_jacobian_vector_product_matches_the_dense_jacobian(rng, eta, alpha):
+    """``linearize(y).jvp`` against the finite-difference Jacobian, every row (the ``D`` row too)."""
+    _, _, flow, y = _setup(rng, eta, alpha, uniform=False)
+    dense = _jacobian_by_differences(flow, y)
+    dense[:, -1] = 0.0  # f does not depend on D
+    linearization = flow.linearize(y)
+    torch.testing.assert_close(linearization.value.dy, flow(y), rtol=1e-13, atol=1e-14)
+    products = torch.stack([linearization.jvp(e) for e in torch.eye(y.numel(), dtype=y.dtype)], dim=1)
+    torch.testing.assert_close(products, dense, rtol=1e-7, atol=1e-8 * float(dense.abs().max()))
+    assert flow.jacobian_products == y.numel()

@@ -6,8 +6,9 @@ Keys and defaults (README, "Dynamics: train")::
                  scale = 1.0;  radius = 0.05;  seed = 0;  measure = "mu.npz";
                  saddle_tol = 1e-8
     [dynamics]   steps = 1000  (or  time = T);  step_size = 0.01;
-                 integrator = "euler" | "heun" | "rk4" | "rk23" | "dopri5";
+                 integrator = "euler" | "heun" | "rk4" | "rk23" | "dopri5" | "rosenbrock23";
                  rtol = 1e-6;  atol = 1e-9;  timescale_ratio = "inf" | η;
+                 krylov_rtol = rtol / 100;  krylov_maxiter = 200   (rosenbrock23 only)
                  record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;  seed = 0
     [dynamics.birth_death]   kind = "none" | "wfr" | "stochastic";  rate = 1.0
     [dynamics.perturbation]  kind = "none" | "isotropic" | "hessian";  g_thr = 1e-3;
@@ -35,8 +36,8 @@ __all__ = [
 ]
 
 INIT_KINDS = ("gaussian", "region", "file", "saddle")
-INTEGRATORS = ("euler", "heun", "rk4", "rk23", "dopri5")
-ADAPTIVE_INTEGRATORS = ("rk23", "dopri5")
+INTEGRATORS = ("euler", "heun", "rk4", "rk23", "dopri5", "rosenbrock23")
+ADAPTIVE_INTEGRATORS = ("rk23", "dopri5", "rosenbrock23")
 BIRTH_DEATH_KINDS = ("none", "wfr", "stochastic")
 PERTURBATION_KINDS = ("none", "isotropic", "hessian")
 
@@ -91,8 +92,12 @@ class DynamicsConfig:
         steps: number of steps, or None when ``time`` is given.
         time: final time, or None when ``steps`` is given.
         step_size: the fixed step (the first trial step of an adaptive integrator).
-        integrator: one of :data:`INTEGRATORS`; ``rk23`` and ``dopri5`` are adaptive.
+        integrator: one of :data:`INTEGRATORS`; ``rk23``, ``dopri5`` and ``rosenbrock23`` are
+            adaptive; ``rosenbrock23`` (linearly implicit, :mod:`.rosenbrock`) is the one for
+            stiff stretches, where ``Σ_µµ`` is nearly singular.
         rtol, atol: error tolerances of the adaptive integrators.
+        krylov_rtol: relative residual of rosenbrock23's linear solves (None: ``rtol / 100``).
+        krylov_maxiter: Jacobian-vector products allowed per linear solve (rosenbrock23).
         timescale_ratio: ``η`` (``math.inf``: Γ = Γ*(µ), the landscape flow).
         record_every, snapshot_every, checkpoint_every: periods in steps (0: never).
         seed: seed of the run's random generator (perturbations, stochastic birth–death).
@@ -105,6 +110,8 @@ class DynamicsConfig:
     integrator: str = "rk4"
     rtol: float = 1e-6
     atol: float = 1e-9
+    krylov_rtol: float | None = None
+    krylov_maxiter: int = 200
     timescale_ratio: float = math.inf
     record_every: int = 1
     snapshot_every: int = 0
@@ -185,7 +192,10 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
         steps, time = _integer(table, "dynamics", "steps", DynamicsConfig.steps, 1), None
     for key in ("rtol", "atol"):
         if key in table and integrator not in ADAPTIVE_INTEGRATORS:
-            raise ValueError(f"[dynamics] {key} is only used with an adaptive integrator (rk23, dopri5), got {integrator!r}.")
+            raise ValueError(f"[dynamics] {key} is only used with an adaptive integrator (rk23, dopri5, rosenbrock23), got {integrator!r}.")
+    for key in ("krylov_rtol", "krylov_maxiter"):
+        if key in table and integrator != "rosenbrock23":
+            raise ValueError(f"[dynamics] {key} is only used with integrator = \"rosenbrock23\", got {integrator!r}.")
     eta = table.get("timescale_ratio", "inf")
     if eta != "inf":
         eta = _number(table, "dynamics", "timescale_ratio", None, positive=True)
@@ -200,6 +210,8 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
         integrator=integrator,
         rtol=_number(table, "dynamics", "rtol", DynamicsConfig.rtol, positive=True),
         atol=_number(table, "dynamics", "atol", DynamicsConfig.atol, positive=True),
+        krylov_rtol=_number(table, "dynamics", "krylov_rtol", None, positive=True),
+        krylov_maxiter=_integer(table, "dynamics", "krylov_maxiter", DynamicsConfig.krylov_maxiter, 1),
         timescale_ratio=math.inf if eta == "inf" else eta,
         record_every=_integer(table, "dynamics", "record_every", DynamicsConfig.record_every, 1),
         snapshot_every=_integer(table, "dynamics", "snapshot_every", DynamicsConfig.snapshot_every, 0),

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..problem import AttentionLandscape
 
-__all__ = ["Layout", "FieldValue", "ParticleFlow"]
+__all__ = ["Layout", "FieldValue", "Linearization", "ParticleFlow"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,19 @@ class FieldValue:
         return bool(torch.isfinite(self.dy).all()) and all(math.isfinite(x) for x in scalars)
 
 
+@dataclass(frozen=True)
+class Linearization:
+    """The field at one state and its Jacobian there (:meth:`ParticleFlow.linearize`).
+
+    Attributes:
+        value: the field with its diagnostics.
+        jvp: ``v ↦ (∂f/∂y)(y) v`` for ``v`` of the state's shape (the ``D`` entry of ``v`` is ignored).
+    """
+
+    value: FieldValue
+    jvp: Callable[[torch.Tensor], torch.Tensor]
+
+
 class ParticleFlow:
     """The vector field ``f`` of the particle flow.
 
@@ -130,6 +144,7 @@ class ParticleFlow:
         self.eta = timescale_ratio
         self.alpha = wfr_rate
         self.evaluations = 0
+        self.jacobian_products = 0
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         """``f(y)``, a tensor of the state's shape."""
@@ -147,11 +162,78 @@ class ParticleFlow:
     def evaluate(self, y: torch.Tensor) -> FieldValue:
         """``f(y)`` with the diagnostics of :class:`FieldValue`."""
         dy, energy, moments, v, delta, p = self._field(y)
+        return self._value((dy, v, delta), energy, moments, p)
+
+    def linearize(self, y: torch.Tensor) -> Linearization:
+        """``f(y)`` with its diagnostics and the exact Jacobian-vector product ``v ↦ (∂f/∂y) v``.
+
+        The energy's gradient graph is kept, so each product costs one backward pass (the
+        Hessian-vector product ``∇²E·v``) plus a forward-mode pass through the cheap algebra
+        that turns ``∇E`` into ``f`` (divisions by ``p``, the birth–death rate, ``dD/dt``).
+        """
+        grads, leaves, energy, moments, p = self._gradients(y, create_graph=True)
+        detached = tuple(g.detach() for g in grads)
+        value = self._value(self._assemble(p, detached), energy, moments, p)
+
+        def jvp(v: torch.Tensor) -> torch.Tensor:
+            self.jacobian_products += 1
+            va, vw, vp, vgamma, _ = self.layout.unpack(v)
+            tangents = [va, vw, vp] + ([vgamma] if vgamma is not None else [])
+            hv = torch.autograd.grad(grads, leaves, tangents, retain_graph=True, allow_unused=True, materialize_grads=True)
+            return torch.func.jvp(lambda p_, *g_: self._assemble(p_, g_)[0], (p, *detached), (vp, *hv))[1]
+
+        return Linearization(value=value, jvp=jvp)
+
+    def _field(self, y: torch.Tensor):
+        """``(f(y), E, moments, v, δ, p)``: the one path of :meth:`__call__` and :meth:`evaluate`."""
+        grads, _, energy, moments, p = self._gradients(y)
         with torch.no_grad():
-            if self.layout.gamma:
-                loss = float(self.landscape.loss_from_moments(*moments))
+            dy, v, delta = self._assemble(p, grads)
+        return dy, energy, moments, v, delta, p
+
+    def _gradients(self, y: torch.Tensor, create_graph: bool = False):
+        """``∂E/∂(a, w, p[, Γ])`` at ``y``, with the leaves, ``E``, the detached moments and ``p``."""
+        self.evaluations += 1
+        a, w, p, gamma, _ = self.layout.unpack(y.detach())
+        leaves = [a.clone().requires_grad_(True), w.clone().requires_grad_(True), p.clone().requires_grad_(True)]
+        if gamma is not None:
+            leaves.append(gamma.clone().requires_grad_(True))
+        with torch.enable_grad():
+            moments = self.landscape.moments(*leaves[:3])
+            if gamma is None:
+                energy = self.landscape.loss_from_moments(*moments)
             else:
-                loss = float(energy)
+                energy = self.landscape.loss_with_gamma_from_moments(leaves[3], *moments)
+            grads = torch.autograd.grad(energy, leaves, create_graph=create_graph)
+        moments = tuple(m.detach() if m is not None else None for m in moments)
+        return grads, leaves, energy.detach(), moments, p
+
+    def _assemble(self, p: torch.Tensor, grads) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The field ``f`` from the weights ``p`` (M,) and ``∂E/∂(a, w, p[, Γ])``.
+
+        Returns ``(dy, v, δ)``: the field (the state's shape), the velocities ``∇_θ δE/δµ``
+        of shape (M, k + d) and the first variation ``δE/δµ(θ_i)`` of shape (M,). Pure
+        algebra, so forward-mode differentiable (:meth:`linearize`).
+        """
+        v = torch.cat([grads[0], grads[1]], dim=1) / p[:, None]
+        g = grads[2]
+        delta = g - (p * g).sum() / p.sum()
+        rate = (p * (v * v).sum(-1)).sum()
+        dp = torch.zeros_like(p)
+        if self.alpha > 0:
+            dp = -self.alpha * p * delta
+            rate = rate + self.alpha * (p * delta * delta).sum()
+        dgamma = None
+        if self.layout.gamma:
+            dgamma = -self.eta * grads[3]
+            rate = rate + self.eta * (grads[3] * grads[3]).sum()
+        k = self.layout.k
+        return self.layout.pack(-v[:, :k], -v[:, k:], dp, dgamma, rate), v, delta
+
+    def _value(self, assembled, energy: torch.Tensor, moments, p: torch.Tensor) -> FieldValue:
+        dy, v, delta = assembled
+        with torch.no_grad():
+            loss = float(self.landscape.loss_from_moments(*moments)) if self.layout.gamma else float(energy)
             eig = torch.linalg.eigvalsh(moments[0])
             grad_sq = (p * (v * v).sum(-1)).sum()
         return FieldValue(
@@ -164,34 +246,3 @@ class ParticleFlow:
             sigma_min=float(eig[0]),
             sigma_max=float(eig[-1]),
         )
-
-    def _field(self, y: torch.Tensor):
-        self.evaluations += 1
-        a, w, p, gamma, _ = self.layout.unpack(y.detach())
-        leaves = [a.clone().requires_grad_(True), w.clone().requires_grad_(True), p.clone().requires_grad_(True)]
-        if gamma is not None:
-            leaves.append(gamma.clone().requires_grad_(True))
-        with torch.enable_grad():
-            moments = self.landscape.moments(*leaves[:3])
-            if gamma is None:
-                energy = self.landscape.loss_from_moments(*moments)
-            else:
-                energy = self.landscape.loss_with_gamma_from_moments(leaves[3], *moments)
-            grads = torch.autograd.grad(energy, leaves)
-        with torch.no_grad():
-            v = torch.cat([grads[0], grads[1]], dim=1) / p[:, None]
-            g = grads[2]
-            delta = g - (p * g).sum() / p.sum()
-            rate = (p * (v * v).sum(-1)).sum()
-            dp = torch.zeros_like(p)
-            if self.alpha > 0:
-                dp = -self.alpha * p * delta
-                rate = rate + self.alpha * (p * delta * delta).sum()
-            dgamma = None
-            if gamma is not None:
-                dgamma = -self.eta * grads[3]
-                rate = rate + self.eta * (grads[3] * grads[3]).sum()
-            k = self.layout.k
-            dy = self.layout.pack(-v[:, :k], -v[:, k:], dp, dgamma, rate)
-        moments = tuple(m.detach() if m is not None else None for m in moments)
-        return dy, energy.detach(), moments, v, delta, p

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Tableau", "TABLEAUS", "rk_step", "adaptive_step", "StepSizeUnderflow"]
+__all__ = ["Tableau", "TABLEAUS", "rk_step", "adaptive_step", "AdaptiveResult", "StepSizeUnderflow"]
 
 Field = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,12 +98,14 @@ def rk_step(f: Field, y: torch.Tensor, k1: torch.Tensor, h: float, tableau: Tabl
 
 @dataclass(frozen=True)
 class AdaptiveResult:
-    """An accepted adaptive step: the new state, the step taken, the next trial step and the rejections."""
+    """An accepted adaptive step: the new state, the step taken, the next trial step, the
+    rejections and (implicit schemes only) the Jacobian-vector products spent on every trial."""
 
     y: torch.Tensor
     h: float
     h_next: float
     rejected: int
+    products: int = 0
 
 
 def adaptive_step(

@@ -36,6 +36,7 @@ from .flow import FieldValue, Layout, ParticleFlow
 from .initialisation import initial_measure
 from .integrators import TABLEAUS, StepSizeUnderflow, adaptive_step, rk_step
 from .perturbation import hessian_kick, isotropic_kick
+from .rosenbrock import adaptive_rosenbrock_step
 from .rundir import Checkpoint, RunDirectory, dumps_toml
 
 __all__ = ["RunResult", "train", "resolved_config"]
@@ -52,6 +53,7 @@ class RunResult:
         steps, time: progress reached; loss: ``L_N(µ)`` of the last good state;
         grad_norm: its stationarity residual; evaluations: field evaluations in this call.
         wall_seconds: wall time of this call.
+        jacobian_products: Jacobian-vector products in this call (``rosenbrock23`` only).
     """
 
     status: str
@@ -62,6 +64,7 @@ class RunResult:
     grad_norm: float
     evaluations: int
     wall_seconds: float
+    jacobian_products: int = 0
 
     @property
     def completed(self) -> bool:
@@ -192,10 +195,20 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
             "time": state.time,
             "loss": info.loss,
             "grad_norm": info.grad_norm,
+            "field_evaluations": flow.evaluations,
+            "jacobian_products": flow.jacobian_products,
         }
     )
     return RunResult(
-        status, message, state.step, state.time, info.loss, info.grad_norm, flow.evaluations, wallclock.perf_counter() - started
+        status,
+        message,
+        state.step,
+        state.time,
+        info.loss,
+        info.grad_norm,
+        flow.evaluations,
+        wallclock.perf_counter() - started,
+        flow.jacobian_products,
     )
 
 
@@ -259,7 +272,23 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
         events.append(f"kick:{kick.kind}")
     h_max = math.inf if dyn.time is None else dyn.time - state.time
     try:
-        if dyn.adaptive:
+        if dyn.integrator == "rosenbrock23":
+            linear = flow.linearize(state.y)
+            result = adaptive_rosenbrock_step(
+                flow,
+                linear.jvp,
+                state.y,
+                linear.value.dy,
+                state.h,
+                dyn.rtol,
+                dyn.atol,
+                layout.error_mask(state.y),
+                h_max,
+                krylov_rtol=dyn.krylov_rtol,
+                krylov_maxiter=dyn.krylov_maxiter,
+            )
+            y, h_used, h_next = result.y, result.h, result.h_next
+        elif dyn.adaptive:
             mask = layout.error_mask(state.y)
             result = adaptive_step(flow, state.y, info.dy, state.h, TABLEAUS[dyn.integrator], dyn.rtol, dyn.atol, mask, h_max)
             y, h_used, h_next = result.y, result.h, result.h_next
