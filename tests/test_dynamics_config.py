@@ -24,7 +24,7 @@ def test_defaults():
 
 
 def test_rosenbrock_tables():
-    """``krylov_rtol`` defaults to None (``rtol / 100`` in the solver) and is dropped from the resolved table."""
+    """``krylov_rtol`` defaults to None (``rtol / 10`` in the solver) and is dropped from the resolved table."""
     dyn = parse_dynamics({"time": 1, "integrator": "rosenbrock23", "rtol": 1e-4, "krylov_maxiter": 50})
     assert dyn.adaptive and dyn.krylov_rtol is None and dyn.krylov_maxiter == 50
     assert "krylov_rtol" not in dyn.to_table()

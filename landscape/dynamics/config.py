@@ -8,7 +8,7 @@ Keys and defaults (README, "Dynamics: train")::
     [dynamics]   steps = 1000  (or  time = T);  step_size = 0.01;
                  integrator = "euler" | "heun" | "rk4" | "rk23" | "dopri5" | "rosenbrock23";
                  rtol = 1e-6;  atol = 1e-9;  timescale_ratio = "inf" | η;
-                 krylov_rtol = rtol / 100;  krylov_maxiter = 200   (rosenbrock23 only)
+                 krylov_rtol = rtol / 10;  krylov_maxiter = 200   (rosenbrock23 only)
                  record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;  seed = 0
     [dynamics.birth_death]   kind = "none" | "wfr" | "stochastic";  rate = 1.0
     [dynamics.perturbation]  kind = "none" | "isotropic" | "hessian";  g_thr = 1e-3;
@@ -96,7 +96,7 @@ class DynamicsConfig:
             adaptive; ``rosenbrock23`` (linearly implicit, :mod:`.rosenbrock`) is the one for
             stiff stretches, where ``Σ_µµ`` is nearly singular.
         rtol, atol: error tolerances of the adaptive integrators.
-        krylov_rtol: relative residual of rosenbrock23's linear solves (None: ``rtol / 100``).
+        krylov_rtol: relative residual of rosenbrock23's linear solves (None: ``rtol / 10``).
         krylov_maxiter: Jacobian-vector products allowed per linear solve (rosenbrock23).
         timescale_ratio: ``η`` (``math.inf``: Γ = Γ*(µ), the landscape flow).
         record_every, snapshot_every, checkpoint_every: periods in steps (0: never).

@@ -143,14 +143,15 @@ def adaptive_rosenbrock_step(
         f, jvp, y, f0: as in :func:`rosenbrock23_step` (``jvp`` at ``y``); h: the trial step.
         rtol, atol: tolerances; mask: boolean tensor of ``y``'s shape, the components in the norm.
         h_max: the largest step allowed; h_min: below it :class:`StepSizeUnderflow` is raised.
-        krylov_rtol: GMRES tolerance; None gives ``rtol / 100``.
+        krylov_rtol: GMRES tolerance; None gives ``rtol / 10`` (a solve's error then adds
+            at most a tenth of the tolerance to the local error while ``h‖k‖ ≤ |y|``).
         krylov_maxiter: at most this many products per solve.
 
     Returns:
         the accepted step; ``AdaptiveResult.products`` counts the Jacobian-vector products
         of every trial.
     """
-    krylov_rtol = rtol / 100 if krylov_rtol is None else krylov_rtol
+    krylov_rtol = rtol / 10 if krylov_rtol is None else krylov_rtol
     exponent = -1.0 / (ORDER + 1)
     h = min(h, h_max)
     rejected, products = 0, 0
