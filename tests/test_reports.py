@@ -16,7 +16,7 @@ from landscape.cli import main
 from landscape.dynamics.rundir import COLUMNS
 from landscape.io import save_npz
 from reports.build import build_report
-from reports.inputs import read_trajectory
+from reports.inputs import Trajectory, read_trajectory
 from reports.markdown import md_escape
 from reports.phases import find_phases, find_plateaus
 
@@ -172,6 +172,66 @@ def test_run_report_finds_the_plateau_and_phases(tmp_path):
     assert "| plateau | 0 |" in summary and "kick events | 1" in summary and index.is_file()
     again = build_report(run, tmp_path / "again")  # reproducible to the byte (no dates, fixed SVG ids)
     assert again.read_bytes() == index.read_bytes()
+
+
+# ------------------------------------------------------------------ plateau rule on a log scale
+PAPER_RUN = Path(__file__).parent / "data" / "paper_run_trajectory.csv"
+
+
+def _trajectory(t: np.ndarray, loss: np.ndarray, grad: np.ndarray | None = None) -> Trajectory:
+    grad = np.abs(np.gradient(loss, t)) if grad is None else grad
+    return Trajectory({"time": t, "loss": loss, "grad_norm": grad}, [""] * len(t))
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def test_paper_run_plateaus_are_the_three_steps_of_the_staircase():
+    """The paper scenario's run (85 rows): plateau ≈ 0.020, shoulders ≈ 0.0102 and 0.0056, then a tail still falling ~6%/unit."""
+    traj = read_trajectory(PAPER_RUN)
+    plateaus = find_plateaus(traj)
+    assert not any(p.final for p in plateaus), "the tail still falls by ~6% per time unit: not settled"
+    expected = [((0.14, 1.07), 0.020), ((2.4, 3.4), 0.0102), ((4.6, 5.4), 0.0056)]
+    assert len(plateaus) == len(expected), [(p.t_start, p.t_stop) for p in plateaus]
+    for p, (interval, level) in zip(plateaus, expected):
+        assert abs(p.loss / level - 1) <= 0.15, (p, level)
+        assert _overlap((p.t_start, p.t_stop), interval) >= 0.5 * (interval[1] - interval[0]), (p, interval)
+    tail = traj["loss"][traj["time"] >= 10.0]
+    assert tail[0] / tail[-1] > 1.05  # the data: the loss still falls at the end
+    phases = find_phases(traj, plateaus)
+    assert len(phases) >= 2 * len(plateaus)  # each plateau and each drop after it is a phase
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4])
+def test_log_staircase_plateaus_are_recovered_at_any_scale(scale):
+    """Three drops by a factor 10 each (at t = 3, 6, 9) on a loss creeping down 5% per time unit; the tail is not settled."""
+    t = 12.0 * np.linspace(0.0, 1.0, 481) ** 1.5  # uneven steps, as an adaptive integrator records
+    centres, width, creep = np.array([3.0, 6.0, 9.0]), 0.1, 0.05
+    log_loss = -np.log(10.0) * (1 / (1 + np.exp(-(t[:, None] - centres) / width))).sum(axis=1) - creep * t
+    plateaus = find_plateaus(_trajectory(t, scale * np.exp(log_loss)))
+    assert not any(p.final for p in plateaus)
+    assert len(plateaus) == 3, [(p.t_start, p.t_stop) for p in plateaus]
+    edges = [0.0, *centres]
+    for k, p in enumerate(plateaus):
+        lo, hi = edges[k], edges[k + 1]
+        assert lo <= p.t_start <= lo + 0.6 and hi - 0.6 <= p.t_stop < hi, (p, lo, hi)
+        assert abs(p.loss / (scale * 10.0**-k * np.exp(-creep * (lo + hi) / 2)) - 1) < 0.1
+
+
+def test_run_whose_loss_flattens_at_its_end_has_settled():
+    t = np.linspace(0.0, 20.0, 401)
+    loss = 0.01 + 0.3 * np.exp(-t)  # no plateau on the way: the relative rate only slows down
+    plateaus = find_plateaus(_trajectory(t, loss))
+    assert [p.final for p in plateaus] == [True]
+    assert 5.0 < plateaus[0].t_start < 12.0 and plateaus[0].t_stop == 20.0
+    assert abs(plateaus[0].loss / 0.01 - 1) < 1e-3
+
+
+def test_exponential_decay_has_no_plateau_and_does_not_settle():
+    t = 20.0 * np.linspace(0.0, 1.0, 300) ** 2
+    loss = 0.3 * np.exp(-0.5 * t)  # four decades at a constant relative rate
+    assert find_plateaus(_trajectory(t, loss)) == []
 
 
 def test_analysis_report_draws_spectrum_psi0_and_curvature(tmp_path):
