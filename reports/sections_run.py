@@ -80,8 +80,9 @@ def run_section(run: Path, slug: str, title: str) -> Section:
                 ["kind", "t start", "t end", "duration", "loss (median)"],
                 [["settled" if p.final else "plateau", short(p.t_start), short(p.t_stop), short(p.t_stop - p.t_start), short(p.loss, 6)]
                  for p in plateaus],
-                caption="Plateaus: residual ≤ 10% of its peak, loss steady within 2% of its range and well above the final "
-                "level; settled: within 2% of the range and 10% of the minimum until the end; each ≥ 5% of the run",
+                caption="Plateaus (on ln L): the loss falls at most half as fast as the fastest later drop, residual ≤ 10% "
+                "of its peak, ≥ 3% of the run, then a fall of more than 10%; settled: the fitted ln L slope × run length "
+                "≤ 0.1 in every window of 3% of the run until the end",
             )
         )
     if phases:

@@ -14,7 +14,9 @@ a finite timescale ratio η) and one scalar ``D``, the energy dissipated so far.
   ``E(y_n) − E(y_0) + D_n`` a global error of the integrator's order.
 
 One reverse-mode pass through the moments gives ``∂E/∂(a, w, p, Γ)``; ``∂E/∂p_i = G(θ_i)``
-because ``L`` extends linearly in µ to finite measures (THEORY.md §5).
+because ``L`` extends linearly in µ to finite measures (THEORY.md §5). For implicit
+integration :meth:`ParticleFlow.linearize` keeps that pass's graph and returns the exact
+Jacobian-vector product ``v ↦ (∂f/∂y) v`` (every row, ``D``'s included), never a matrix.
 """
 
 from __future__ import annotations
