@@ -3,6 +3,8 @@
 Exit status: 0 when the run completed, 1 when it stopped early (non-finite values, a
 singular Σ_µµ, a negative weight, step-size underflow; ``RUN/status.json`` says which and
 the last good state stays in ``RUN/checkpoint.npz``), 2 on bad input (one ``error:`` line).
+A run whose explicit integrator was held at its stability limit (``"stiff": true`` in
+``status.json``) ends its summary line with a hint to use ``rosenbrock23``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ def _train(args: argparse.Namespace) -> int:
     work = f"{result.evaluations} field evaluations"
     if result.jacobian_products:
         work += f", {result.jacobian_products} Jacobian-vector products"
-    print(f"{result.message} ({work}, {result.wall_seconds:.1f} s) -> {args.out}")
+    hint = ""
+    if result.stiff:
+        hint = (
+            f'; the flow became stiff at t = {result.stiff_since:.3g} (the step was held at its stability limit): integrator = "rosenbrock23" is made for this'
+        )
+    print(f"{result.message} ({work}, {result.wall_seconds:.1f} s) -> {args.out}{hint}")
     return 0 if result.completed else 1
 
 

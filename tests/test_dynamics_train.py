@@ -279,3 +279,23 @@ def test_quiet_without_a_terminal_and_a_bar_with_one(tmp_path, capsys):
     stream = io.StringIO()
     train(problem, tmp_path / "b", progress=stream)
     assert "step 3" in stream.getvalue() and stream.getvalue().endswith("\n")
+
+
+def test_stiff_flow_is_flagged(tmp_path, capsys):
+    """rk23 held at its stability limit on the stiff flow (λ_min(Σ_µµ) = 3e-5, ~700 steps): status.json
+    says ``"stiff": true`` from early on and the summary line points to rosenbrock23; the realizable
+    M = 2 flow under dopri5 (step ratio h·ρ/boundary ≤ 0.16 there) is not flagged."""
+    body = '[init]\nparticles = 20\nscale = 0.3\nseed = 1\n[dynamics]\ntime = 0.5\nintegrator = "rk23"\n'
+    body += "rtol = 1e-4\natol = 1e-7\nrecord_every = 1000\n"
+    assert main(["train", "--problem", str(_problem(tmp_path, body, "stiff.toml")), "--out", str(tmp_path / "stiff")]) == 0
+    out = capsys.readouterr().out
+    status = json.loads((tmp_path / "stiff" / "status.json").read_text())
+    assert status["status"] == "completed" and status["steps"] > 500
+    assert status["stiff"] is True and 0.0 <= status["stiff_since"] < 0.1
+    assert "the flow became stiff at t = " in out and 'integrator = "rosenbrock23"' in out and out.count("\n") == 1
+    body = '[init]\nparticles = 2\nseed = 0\n[dynamics]\ntime = 20.0\nintegrator = "dopri5"\n'
+    body += "rtol = 1e-7\natol = 1e-10\nrecord_every = 50\n"
+    calm = train(_problem(tmp_path, body, "calm.toml"), tmp_path / "calm")
+    status = json.loads((tmp_path / "calm" / "status.json").read_text())
+    assert calm.completed and not calm.stiff and calm.stiff_since is None
+    assert status["stiff"] is False and status["stiff_since"] is None

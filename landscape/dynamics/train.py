@@ -11,6 +11,17 @@ bitwise-identical ``final.npz``.
 A run that meets a non-finite value, a singular ``Σ_µµ``, a negative weight or an adaptive
 step that underflows stops there: the last good state stays in ``checkpoint.npz`` and
 ``status.json`` says why (non-convergence is data, not a crash).
+
+Stiffness is data too. An explicit adaptive pair (``rk23``, ``dopri5``) reports with every
+accepted step its stiffness ratio ``h·ρ / boundary`` (:mod:`.integrators`: Shampine's estimate
+``ρ`` of ``|λ|`` over the real stability boundary). After :data:`STIFF_STEPS` stability-limited
+steps (ratio ≥ :data:`~landscape.dynamics.integrators.STIFF_RATIO`), counted as in Hairer's
+DOPRI5 — a streak survives fewer than :data:`CALM_STEPS` non-limited steps in a row, the
+controller's oscillation around the limit — the run is marked stiff: ``status.json`` gets
+``"stiff": true`` and ``"stiff_since"``, the time the streak began, and the CLI suggests
+``rosenbrock23``. The count is not checkpointed (the trajectory and the checkpoint stay as
+they were): a resumed run counts afresh from its checkpoint, so a flow still stiff after the
+resume is flagged again :data:`STIFF_STEPS` steps later, with ``stiff_since`` from then.
 """
 
 from __future__ import annotations
@@ -34,12 +45,17 @@ from .birth_death import stochastic_birth_death
 from .config import DynamicsConfig, init_table, parse_dynamics, parse_init
 from .flow import FieldValue, Layout, ParticleFlow
 from .initialisation import initial_measure
-from .integrators import TABLEAUS, StepSizeUnderflow, adaptive_step, rk_step
+from .integrators import STIFF_RATIO, TABLEAUS, StepSizeUnderflow, adaptive_step, rk_step
 from .perturbation import hessian_kick, isotropic_kick
 from .rosenbrock import adaptive_rosenbrock_step
 from .rundir import Checkpoint, RunDirectory, dumps_toml
 
-__all__ = ["RunResult", "train", "resolved_config"]
+__all__ = ["RunResult", "train", "resolved_config", "STIFF_STEPS", "CALM_STEPS"]
+
+STIFF_STEPS = 15
+"""Stability-limited accepted steps (a streak, see :data:`CALM_STEPS`) that mark a run stiff (Hairer's DOPRI5: 15)."""
+CALM_STEPS = 6
+"""Non-limited accepted steps in a row that end a streak of stability-limited ones (Hairer's DOPRI5: 6)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,9 @@ class RunResult:
         grad_norm: its stationarity residual; evaluations: field evaluations in this call.
         wall_seconds: wall time of this call.
         jacobian_products: Jacobian-vector products in this call (``rosenbrock23`` only).
+        stiff_since: the time from which an explicit pair was held at its stability limit
+            (:data:`STIFF_STEPS` limited steps), or None: the flow stayed non-stiff for it,
+            or the scheme does not test (fixed steps, ``rosenbrock23``).
     """
 
     status: str
@@ -65,10 +84,16 @@ class RunResult:
     evaluations: int
     wall_seconds: float
     jacobian_products: int = 0
+    stiff_since: float | None = None
 
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def stiff(self) -> bool:
+        """The explicit integrator was held at its stability limit: ``rosenbrock23`` is made for this."""
+        return self.stiff_since is not None
 
 
 class _Stop(Exception):
@@ -197,6 +222,8 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
             "grad_norm": info.grad_norm,
             "field_evaluations": flow.evaluations,
             "jacobian_products": flow.jacobian_products,
+            "stiff": state.stiff_since is not None,
+            "stiff_since": state.stiff_since,
         }
     )
     return RunResult(
@@ -209,6 +236,7 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
         flow.evaluations,
         wallclock.perf_counter() - started,
         flow.jacobian_products,
+        state.stiff_since,
     )
 
 
@@ -221,6 +249,26 @@ class _State:
     h: float
     offset: float
     last_kick: float | None
+    # stiffness detection (not checkpointed: a resume counts afresh)
+    streak: int = 0
+    calm: int = 0
+    streak_start: float = 0.0
+    stiff_since: float | None = None
+
+    def observe_stiffness(self, ratio: float | None, start: float) -> None:
+        """Count the accepted step that began at ``start`` with stiffness ratio ``ratio``."""
+        if ratio is None:
+            return
+        if ratio >= STIFF_RATIO:
+            if self.streak == 0:
+                self.streak_start = start
+            self.streak, self.calm = self.streak + 1, 0
+            if self.streak >= STIFF_STEPS and self.stiff_since is None:
+                self.stiff_since = self.streak_start
+        else:
+            self.calm += 1
+            if self.calm >= CALM_STEPS:
+                self.streak = 0
 
 
 def _particles_in(size: int, k: int, d: int, gamma: bool) -> int:
@@ -271,6 +319,7 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
         state.y, info, state.last_kick = y, new, state.time
         events.append(f"kick:{kick.kind}")
     h_max = math.inf if dyn.time is None else dyn.time - state.time
+    stiffness = None
     try:
         if dyn.integrator == "rosenbrock23":
             linear = flow.linearize(state.y)
@@ -291,7 +340,7 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
         elif dyn.adaptive:
             mask = layout.error_mask(state.y)
             result = adaptive_step(flow, state.y, info.dy, state.h, TABLEAUS[dyn.integrator], dyn.rtol, dyn.atol, mask, h_max)
-            y, h_used, h_next = result.y, result.h, result.h_next
+            y, h_used, h_next, stiffness = result.y, result.h, result.h_next, result.stiffness
         else:
             h_used, h_next = min(dyn.step_size, h_max), dyn.step_size
             y, _ = rk_step(flow, state.y, info.dy, h_used, TABLEAUS[dyn.integrator])
@@ -304,6 +353,7 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
     except torch.linalg.LinAlgError as err:
         raise _Stop("singular", f"Σ_µµ could not be solved within a step ({' '.join(str(err).split())[:120]})") from None
     new = _checked(flow, y, landscape)
+    state.observe_stiffness(stiffness, state.time)
     state.y, state.step, state.time, state.h = y, state.step + 1, state.time + h_used, h_next
     last = _done(state, dyn)
     row = ""
