@@ -14,11 +14,13 @@ import pytest
 import torch
 
 from landscape.config import parse_problem
+from landscape.dynamics import flow as flow_module
 from landscape.dynamics.perturbation import isotropic_kick
-from landscape.problem import SingularMomentError
+from landscape.expectations import ExactGaussianExpectation
+from landscape.problem import AttentionLandscape, SingularMomentError
 from verification import collinear_teacher, escape_vs_dimension, feature_mismatch, ill_conditioning, real_data
 from verification.parallel import TaskPool
-from verification.profiles import get_profile
+from verification.profiles import Profile, get_profile
 from verification.records import VERDICTS
 from verification.registry import EXTRA_CHECKS, claim_module
 from verification.scenarios import prepare_evidence_dir
@@ -34,6 +36,19 @@ def _run(module, tmp_path):
     for evidence in result.evidence:
         assert (tmp_path / evidence).exists(), evidence
     return result, {name: metric.value for name, metric in result.metrics.items()}
+
+
+def _freeze_features(monkeypatch):
+    """Break the flow: dw/dt = 0, so the MLP keeps its random starting features (only a moves)."""
+    original = flow_module.ParticleFlow._field
+
+    def frozen_w(self, y):
+        dy, *rest = original(self, y)
+        dy = dy.clone()
+        self.layout.unpack(dy)[1].zero_()
+        return (dy, *rest)
+
+    monkeypatch.setattr(flow_module.ParticleFlow, "_field", frozen_w)
 
 
 def test_every_extra_check_is_registered_under_its_id():
@@ -154,3 +169,82 @@ def test_escape_vs_dimension_quick(tmp_path):
     assert m["linearisation_spread"] < escape_vs_dimension.CONSTANT_RTOL
     assert m["poly_rms"] < m["exp_rms"]
     assert m["log_slope_ratio"] == pytest.approx(1.0, abs=0.1)
+
+
+# ------------------------------------------------------------------------ can-fail tests
+# Each breaks one component the check's conclusion depends on and asserts the verdict is "fail"
+# and the metric that moved crossed its fail threshold.
+def test_real_data_fails_when_the_features_are_frozen(tmp_path, monkeypatch):
+    """With dw/dt = 0 the "trained" MLP is the random-feature model: it cannot reach ½τ² on the data."""
+    _freeze_features(monkeypatch)
+    out = prepare_evidence_dir(tmp_path / real_data.CLAIM_ID)
+    result = real_data.check(Profile("quick", seeds=1, scale=1.0), out, TaskPool())
+    m = {name: metric.value for name, metric in result.metrics.items()}
+    assert result.verdict == "fail", m
+    assert m["mlp_unexplained_worst"] > real_data.CANNOT_TOL
+    # the frozen MLP with a trained is exactly the random-feature model of its start (same w, optimal a)
+    assert m["mlp_unexplained_worst"] == pytest.approx(m["random_feature_unexplained"], rel=1e-3)
+    assert m["linear_unexplained_min"] >= real_data.CANNOT_TOL  # the comparator is untouched
+
+
+@pytest.mark.slow
+def test_feature_mismatch_fails_when_gamma_star_is_not_minimal_norm(tmp_path, monkeypatch):
+    """Γ* returned with a component on null(Σ_µ°Σ_°µ): still a minimiser of L(µ, ·), but not the minimal-norm one."""
+    original = AttentionLandscape.gamma_from_moments
+
+    def not_minimal_norm(self, sigma_mm, sigma_mt, fourth=None):
+        gamma = original(self, sigma_mm, sigma_mt, fourth)
+        vals, vecs = torch.linalg.eigh(sigma_mt @ sigma_mt.T)
+        null = vecs[:, vals <= 1e-10 * vals[-1]]
+        return gamma + torch.linalg.norm(gamma) * torch.ones(gamma.shape[0], null.shape[1], dtype=gamma.dtype) @ null.T
+
+    monkeypatch.setattr(AttentionLandscape, "gamma_from_moments", not_minimal_norm)
+    result = feature_mismatch.check(QUICK, prepare_evidence_dir(tmp_path / feature_mismatch.CLAIM_ID), TaskPool())
+    m = {name: metric.value for name, metric in result.metrics.items()}
+    assert result.verdict == "fail", m
+    assert m["gamma_null_residual"] > 1e-4  # the fail threshold of the minimal-norm test
+    assert m["gamma_loss_shift"] <= feature_mismatch.GAMMA_LOSS_TOL  # still a minimiser: only minimal norm is broken
+    assert m["worst_floor_gap"] <= feature_mismatch.REACH_TOL  # training is untouched
+
+
+def test_ill_conditioning_fails_when_sigma_gets_a_silent_jitter(tmp_path, monkeypatch):
+    """Σ_µµ computed with a jitter 1e-4·I: λ_min no longer vanishes like ε², nothing is ever refused."""
+    original = ExactGaussianExpectation.moments
+
+    def jittered(self, a, w, p, fourth=False):
+        mom = original(self, a, w, p, fourth)
+        return mom._replace(sigma_mm=mom.sigma_mm + 1e-4 * torch.eye(mom.sigma_mm.shape[0], dtype=mom.sigma_mm.dtype))
+
+    monkeypatch.setattr(ExactGaussianExpectation, "moments", jittered)
+    result, m = _run(ill_conditioning, tmp_path)
+    assert result.verdict == "fail", m
+    assert abs(m["sigma_min_slope"] - 2.0) > 0.5  # the fail threshold on the λ_min exponent
+    assert math.isnan(m["refusal_epsilon"])  # the jitter hides the singularity: nothing refused
+
+
+def test_collinear_teacher_fails_when_the_features_are_frozen(tmp_path, monkeypatch):
+    """Inconclusive by design at small angles, but a run at α ≥ 30° must reach the floor: frozen features do not."""
+    _freeze_features(monkeypatch)
+    result, m = _run(collinear_teacher, tmp_path)
+    assert result.verdict == "fail", m
+    rows = {row["angle (deg)"]: row for row in result.table}
+    assert rows[90.0]["unexplained (N=∞)"] > collinear_teacher.FAIL_TOL
+    assert m["worst_unexplained"] > collinear_teacher.FAIL_TOL
+    assert m["sigma_tt_slope"] == pytest.approx(2.0, abs=0.1)  # the teacher side is untouched
+
+
+@pytest.mark.slow
+def test_escape_vs_dimension_fails_when_escape_slows_exponentially_in_d(tmp_path, monkeypatch):
+    """A flow whose speed decays like e^{-(d−3)/30}: escape times grow exponentially in d, off the linearisation."""
+    original = flow_module.ParticleFlow._field
+
+    def slowed(self, y):
+        dy, *rest = original(self, y)
+        return (dy * math.exp(-(self.layout.d - 3) / 30), *rest)
+
+    monkeypatch.setattr(flow_module.ParticleFlow, "_field", slowed)
+    result, m = _run(escape_vs_dimension, tmp_path)
+    assert result.verdict == "fail", m
+    assert m["linearisation_spread"] > 4 * escape_vs_dimension.CONSTANT_RTOL
+    rows = {row["d"]: row["mean escape time"] for row in result.table if row["runs"]}
+    assert rows[3] < rows[8] < rows[24]
