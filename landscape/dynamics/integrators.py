@@ -46,6 +46,8 @@ __all__ = [
     "adaptive_step",
     "AdaptiveResult",
     "StepSizeUnderflow",
+    "error_norm",
+    "step_factor",
     "real_stability_boundary",
     "stability_polynomial",
     "STIFF_RATIO",
@@ -206,6 +208,22 @@ class AdaptiveResult:
     stiffness: float | None = None
 
 
+def error_norm(error: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor, rtol: float, atol: float, mask: torch.Tensor) -> float:
+    """RMS over ``mask`` of ``error / (atol + rtol·max(|y|, |y_new|))``; ``inf`` when not finite."""
+    scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
+    norm = float(torch.sqrt(torch.mean((error[mask] / scale[mask]) ** 2)))
+    return norm if math.isfinite(norm) else math.inf
+
+
+def step_factor(norm: float, exponent: float) -> float:
+    """The step rule ``clip(0.9 · norm^exponent, 0.2, 5)`` (5 at ``norm = 0``, 0.2 at ``norm = inf``)."""
+    if norm == 0.0:
+        return 5.0
+    if not math.isfinite(norm):
+        return 0.2
+    return min(5.0, max(0.2, 0.9 * norm**exponent))
+
+
 def adaptive_step(
     f: Field,
     y: torch.Tensor,
@@ -243,11 +261,8 @@ def adaptive_step(
         if h < h_min:
             raise StepSizeUnderflow(f"adaptive step size fell to {h:.3e} (below {h_min:.1e}).")
         y_new, error, stages = _rk_stages(f, y, k1, h, tableau)
-        scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
-        norm = float(torch.sqrt(torch.mean((error[mask] / scale[mask]) ** 2)))
-        if math.isfinite(norm) and norm <= 1.0:
-            factor = 5.0 if norm == 0.0 else min(5.0, max(0.2, 0.9 * norm**exponent))
-            return AdaptiveResult(y_new, h, h * factor, rejected, stiffness=_stiffness(stages, h, tableau, mask))
+        norm = error_norm(error, y, y_new, rtol, atol, mask)
+        if norm <= 1.0:
+            return AdaptiveResult(y_new, h, h * step_factor(norm, exponent), rejected, stiffness=_stiffness(stages, h, tableau, mask))
         rejected += 1
-        factor = 0.2 if not math.isfinite(norm) else max(0.2, 0.9 * norm**exponent)
-        h *= factor
+        h *= step_factor(norm, exponent)

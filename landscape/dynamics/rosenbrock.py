@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, gmres
 
-from .integrators import AdaptiveResult, StepSizeUnderflow
+from .integrators import AdaptiveResult, StepSizeUnderflow, error_norm, step_factor
 
 __all__ = ["RosenbrockStep", "rosenbrock23_step", "adaptive_rosenbrock_step", "ORDER"]
 
@@ -160,12 +160,8 @@ def adaptive_rosenbrock_step(
             raise StepSizeUnderflow(f"adaptive step size fell to {h:.3e} (below {h_min:.1e}).")
         step = rosenbrock23_step(f, jvp, y, f0, h, krylov_rtol, krylov_maxiter)
         products += step.products
-        norm = math.inf
-        if step.converged:
-            scale = atol + rtol * torch.maximum(y.abs(), step.y.abs())
-            norm = float(torch.sqrt(torch.mean((step.error[mask] / scale[mask]) ** 2)))
-        if math.isfinite(norm) and norm <= 1.0:
-            factor = 5.0 if norm == 0.0 else min(5.0, max(0.2, 0.9 * norm**exponent))
-            return AdaptiveResult(step.y, h, h * factor, rejected, products)
+        norm = error_norm(step.error, y, step.y, rtol, atol, mask) if step.converged else math.inf
+        if norm <= 1.0:
+            return AdaptiveResult(step.y, h, h * step_factor(norm, exponent), rejected, products)
         rejected += 1
-        h *= 0.5 if not step.converged or not math.isfinite(norm) else max(0.2, 0.9 * norm**exponent)
+        h *= step_factor(norm, exponent) if math.isfinite(norm) else 0.5
