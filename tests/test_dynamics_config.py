@@ -7,7 +7,7 @@ import math
 import pytest
 
 from landscape.cli import main
-from landscape.dynamics.config import DynamicsConfig, InitConfig, parse_dynamics, parse_init
+from landscape.dynamics.config import DynamicsConfig, InitConfig, init_table, parse_dynamics, parse_init
 
 PROBLEM = """
 [teacher]
@@ -29,6 +29,32 @@ def test_rosenbrock_tables():
     assert dyn.adaptive and dyn.krylov_rtol is None and dyn.krylov_maxiter == 50
     assert "krylov_rtol" not in dyn.to_table()
     assert parse_dynamics({"integrator": "rosenbrock23", "krylov_rtol": 1e-7}).krylov_rtol == 1e-7
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {},
+        {"time": 2, "integrator": "rk23", "rtol": 1e-5},
+        {"steps": 7, "integrator": "euler", "timescale_ratio": 4, "birth_death": {"kind": "wfr", "rate": 3}},
+        {"time": 1, "integrator": "rosenbrock23", "krylov_rtol": 1e-6, "krylov_maxiter": 40},
+        {"time": 1, "integrator": "rosenbrock23", "perturbation": {"kind": "hessian", "radius": 1e-3}},
+    ],
+)
+def test_resolved_dynamics_table_parses_back_unchanged(table):
+    """``config.toml`` holds ``to_table()``: it must be a valid ``[dynamics]`` table that resolves to the same run."""
+    dyn = parse_dynamics(table)
+    assert parse_dynamics(dyn.to_table()) == dyn
+
+
+@pytest.mark.parametrize(
+    "table",
+    [{}, {"kind": "region", "radius": 0.1, "particles": 4}, {"kind": "gaussian", "scale": 0.3, "seed": 9}, {"kind": "file", "measure": "mu.npz"}],
+)
+def test_resolved_init_table_parses_back_unchanged(tmp_path, table):
+    (tmp_path / "mu.npz").write_bytes(b"")  # only its path is resolved here
+    init = parse_init(table, tmp_path)
+    assert parse_init(init_table(init), tmp_path) == init
 
 
 def test_full_tables():

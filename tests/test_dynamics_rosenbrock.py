@@ -50,6 +50,28 @@ def test_global_error_is_second_order():
     assert errors[1] / errors[2] == pytest.approx(4.0, rel=0.1)
 
 
+@pytest.mark.parametrize("wrong", ["scaled", "zero"])
+def test_order_two_holds_for_any_jacobian(wrong):
+    """A W-method (Shampine & Reichelt 1997): order 2 with any ``J``, so inexact Krylov solves
+    cost no order (the error estimate and the damping of stiff modes do rest on ``J``)."""
+    reference = _pendulum_reference(1.0)
+
+    def approximate(y):
+        exact = _pendulum_jvp_at(y)
+        if wrong == "zero":
+            return lambda v: 0.0 * v
+        return lambda v: 0.5 * exact(v) + torch.stack([0.3 * v[0], -0.7 * v[1]])
+
+    errors = []
+    for h in (0.1, 0.05, 0.025):
+        y = torch.tensor([1.0, 0.0], dtype=DTYPE)
+        for _ in range(round(1.0 / h)):
+            y = rosenbrock23_step(_pendulum, approximate(y), y, _pendulum(y), h, krylov_rtol=1e-14).y
+        errors.append(float(torch.linalg.norm(y - reference)))
+    assert errors[0] / errors[1] == pytest.approx(4.0, rel=0.1)
+    assert errors[1] / errors[2] == pytest.approx(4.0, rel=0.1)
+
+
 def test_error_estimate_is_the_local_error():
     """The estimate ``h/6 (k1 − 2 k2 + k3)`` is ``O(h³)`` and within a factor 3 of the true local error."""
     y = torch.tensor([1.0, 0.0], dtype=DTYPE)

@@ -327,3 +327,13 @@ def test_rosenbrock_run_resumes_bitwise(tmp_path, monkeypatch):
     assert resumed.completed and resumed.steps == 20
     for name in ("final.npz", "trajectory.csv", "checkpoint.npz"):
         assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+
+
+def test_resolved_config_reruns_the_same_run(tmp_path):
+    """``RUN/config.toml`` is a problem file: training from it again gives the same final.npz bit for bit."""
+    body = '[init]\nkind = "region"\nparticles = 4\nradius = 0.2\n[dynamics]\nsteps = 5\nintegrator = "rk4"\n'
+    problem = _problem(tmp_path, body)
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "first")]) == 0
+    assert main(["train", "--problem", str(tmp_path / "first" / "config.toml"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "final.npz").read_bytes() == (tmp_path / "first" / "final.npz").read_bytes()
+    assert (tmp_path / "again" / "config.toml").read_text() == (tmp_path / "first" / "config.toml").read_text()

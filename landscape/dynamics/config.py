@@ -125,16 +125,29 @@ class DynamicsConfig:
         return self.integrator in ADAPTIVE_INTEGRATORS
 
     def to_table(self) -> dict[str, Any]:
-        """The resolved table, TOML-ready (``None`` entries dropped, ``inf`` as the string "inf")."""
-        table = {key: value for key, value in asdict(self).items() if value is not None}
+        """The resolved table, TOML-ready: ``None`` entries and the keys this integrator does not
+        use dropped (so :func:`parse_dynamics` accepts it back unchanged), ``inf`` as "inf"."""
+        unused = set()
+        if not self.adaptive:
+            unused |= {"rtol", "atol"}
+        if self.integrator != "rosenbrock23":
+            unused |= {"krylov_rtol", "krylov_maxiter"}
+        table = {key: value for key, value in asdict(self).items() if value is not None and key not in unused}
         if math.isinf(self.timescale_ratio):
             table["timescale_ratio"] = "inf"
         return table
 
 
 def init_table(config: InitConfig) -> dict[str, Any]:
-    """The resolved ``[init]`` table, TOML-ready."""
-    return {key: value for key, value in asdict(config).items() if value is not None}
+    """The resolved ``[init]`` table, TOML-ready, with only the keys its kind uses (so
+    :func:`parse_init` accepts it back unchanged)."""
+    used = {
+        "gaussian": {"particles", "scale", "seed"},
+        "region": {"particles", "scale", "radius", "seed"},
+        "file": {"measure"},
+        "saddle": {"measure", "saddle_tol"},
+    }[config.kind] | {"kind"}
+    return {key: value for key, value in asdict(config).items() if value is not None and key in used}
 
 
 # ----------------------------------------------------------------------- parsing

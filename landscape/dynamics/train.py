@@ -322,12 +322,11 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
     stiffness = None
     try:
         if dyn.integrator == "rosenbrock23":
-            linear = flow.linearize(state.y)
             result = adaptive_rosenbrock_step(
                 flow,
-                linear.jvp,
+                flow.linearize(state.y).jvp,
                 state.y,
-                linear.value.dy,
+                info.dy,
                 state.h,
                 dyn.rtol,
                 dyn.atol,
