@@ -21,6 +21,36 @@ from landscape import (  # noqa: E402
     get_activation,
 )
 
+#: The §9 orthogonal erf teacher (k° = 2, d = 3, u_l = 1.5 e_l) as a problem-file table.
+ERF_TEACHER_TOML = """
+[teacher]
+activation = "erf"
+c = [[1.0, 0.0], [0.0, 1.0]]
+u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
+"""
+
+#: A run with every source of randomness and every event kind (stochastic birth–death,
+#: isotropic kicks): 12 particles; format with ``steps``, ``checkpoint_every``, ``snapshot_every``.
+KICKED_RUN_TOML = """[init]
+particles = 12
+seed = 5
+[dynamics]
+steps = {steps}
+step_size = 0.02
+integrator = "rk4"
+checkpoint_every = {checkpoint_every}
+record_every = 3
+snapshot_every = {snapshot_every}
+seed = 11
+[dynamics.birth_death]
+kind = "stochastic"
+rate = 5.0
+[dynamics.perturbation]
+kind = "isotropic"
+g_thr = 0.05
+t_thr = 0.5
+radius = 0.01
+"""
 
 def orthogonal_teacher(k0: int, d: int, scale: float = 1.0, activation: str = "erf") -> Teacher:
     """THEORY.md §9: ``u_l = s e_l``, ``c_l = e_l``, ``l = 1..k°``."""

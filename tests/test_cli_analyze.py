@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ERF_TEACHER_TOML
 
 from landscape.cli import main
 
@@ -51,8 +52,7 @@ def test_degenerate_prints_a_loud_warning(capsys, tmp_path):
     """One erf neuron for two orthogonal features (k = 1 < k°) is a local minimum; with a stated L* = 0 it is degenerate."""
     problem = tmp_path / "p.toml"
     problem.write_text(
-        "[teacher]\nactivation = \"erf\"\nc = [[1.0, 0.0], [0.0, 1.0]]\nu = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]\n"
-        "[model]\nfeatures = 1\n[analysis]\nloss_star = 0.0\n"
+        ERF_TEACHER_TOML + "[model]\nfeatures = 1\n[analysis]\nloss_star = 0.0\n"
     )
     measure = tmp_path / "m.npz"
     np.savez(measure, a=np.ones((1, 1)), w=np.array([[1.5, 0.0, 0.0]]))

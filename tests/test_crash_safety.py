@@ -22,37 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ERF_TEACHER_TOML, KICKED_RUN_TOML
 
 from landscape.cli import main
 from landscape.dynamics.flow import ParticleFlow
 from landscape.dynamics.rundir import RunDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBLEM = """
-[teacher]
-activation = "erf"
-c = [[1.0, 0.0], [0.0, 1.0]]
-u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
-[init]
-particles = 12
-seed = 5
-[dynamics]
-steps = {steps}
-step_size = 0.02
-integrator = "rk4"
-checkpoint_every = {every}
-record_every = 3
-snapshot_every = 40
-seed = 11
-[dynamics.birth_death]
-kind = "stochastic"
-rate = 5.0
-[dynamics.perturbation]
-kind = "isotropic"
-g_thr = 0.05
-t_thr = 0.5
-radius = 0.01
-"""
 KILL_TRIALS = 20
 #: subprocesses alive at once (the kills land at random moments either way).
 BATCH = 4
@@ -60,7 +36,7 @@ BATCH = 4
 
 def _problem(folder: Path, steps: int, every: int) -> Path:
     path = folder / "p.toml"
-    path.write_text(PROBLEM.format(steps=steps, every=every), encoding="utf-8")
+    path.write_text(ERF_TEACHER_TOML + KICKED_RUN_TOML.format(steps=steps, checkpoint_every=every, snapshot_every=40), encoding="utf-8")
     return path
 
 

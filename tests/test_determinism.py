@@ -13,15 +13,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from conftest import ERF_TEACHER_TOML
 
 from landscape.cli import main
 
-PROBLEM = """
-[teacher]
-activation = "erf"
-c = [[1.0, 0.0], [0.0, 1.0]]
-u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
-[init]
+PROBLEM = ERF_TEACHER_TOML + """[init]
 particles = 8
 seed = 3
 [dynamics]
@@ -74,7 +70,7 @@ def test_a_different_seed_changes_the_run(tmp_path):
 
 def test_analyze_twice_is_bitwise_identical(tmp_path, capsys):
     problem = tmp_path / "p.toml"
-    problem.write_text(PROBLEM.split("[init]")[0] + '[analysis]\nmethod = "lobpcg"\n', encoding="utf-8")
+    problem.write_text(ERF_TEACHER_TOML + '[analysis]\nmethod = "lobpcg"\n', encoding="utf-8")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "mu.npz", a=rng.standard_normal((4, 2)), w=0.7 * rng.standard_normal((4, 3)))
     outputs = []

@@ -5,16 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import ERF_TEACHER_TOML
 
 from landscape.cli import main
 from landscape.dynamics.config import DynamicsConfig, InitConfig, init_table, parse_dynamics, parse_init
-
-PROBLEM = """
-[teacher]
-activation = "erf"
-c = [[1.0, 0.0], [0.0, 1.0]]
-u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
-"""
 
 
 def test_defaults():
@@ -87,6 +81,7 @@ def test_full_tables():
         ({"rtol": 1e-3}, "rtol"),
         ({"integrator": "rk23", "krylov_rtol": 1e-6}, "krylov_rtol"),
         ({"integrator": "rosenbrock23", "krylov_rtol": 0}, "krylov_rtol"),
+        ({"integrator": "rosenbrock23", "krylov_rtol": 1.0}, "krylov_rtol must be < 1"),
         ({"integrator": "rosenbrock23", "krylov_maxiter": 0}, "krylov_maxiter"),
         ({"birth_death": {"kind": "wfr", "alpha": 1}}, "alpha"),
         ({"birth_death": {"rate": "x"}}, "rate"),
@@ -130,7 +125,7 @@ def test_bad_init_names_the_key(table, needle):
 def test_cli_rejects_bad_toml_with_one_line(tmp_path, capsys, extra, needle):
     """A bad TOML: exit status 2, one ``error:`` line naming the key, nothing written."""
     problem = tmp_path / "p.toml"
-    problem.write_text(PROBLEM + extra)
+    problem.write_text(ERF_TEACHER_TOML + extra)
     assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and needle in err
@@ -139,13 +134,13 @@ def test_cli_rejects_bad_toml_with_one_line(tmp_path, capsys, extra, needle):
 
 def test_cli_refuses_to_overwrite_and_to_resume_nothing(tmp_path, capsys):
     problem = tmp_path / "p.toml"
-    problem.write_text(PROBLEM + "[init]\nparticles = 2\n[dynamics]\nsteps = 2\n")
+    problem.write_text(ERF_TEACHER_TOML + "[init]\nparticles = 2\n[dynamics]\nsteps = 2\n")
     out = str(tmp_path / "run")
     assert main(["train", "--problem", str(problem), "--out", out, "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
     assert main(["train", "--problem", str(problem), "--out", out]) == 0
     assert main(["train", "--problem", str(problem), "--out", out]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    problem.write_text(PROBLEM + "[init]\nparticles = 2\n[dynamics]\nsteps = 3\n")
+    problem.write_text(ERF_TEACHER_TOML + "[init]\nparticles = 2\n[dynamics]\nsteps = 3\n")
     assert main(["train", "--problem", str(problem), "--out", out, "--resume"]) == 2
     assert "does not resolve" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ERF_TEACHER_TOML, KICKED_RUN_TOML
 
 from landscape import ParticleMeasure
 from landscape.cli import main
@@ -25,19 +26,13 @@ from landscape.dynamics import train
 from verification.threads import single_thread
 
 S = 1.5
-TEACHER = """
-[teacher]
-activation = "erf"
-c = [[1.0, 0.0], [0.0, 1.0]]
-u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
-"""
 SADDLE = ParticleMeasure(np.eye(2), S * np.eye(3)[[0, 2]])  # THEORY.md §9: e_2 unlearned, dead neuron at s e_3
 SADDLE_LOSS = 0.5 * (2 / np.pi) * np.arcsin(2 * S**2 / (1 + 2 * S**2))  # ½ κ(u_2, u_2)
 
 
 def _problem(tmp_path: Path, body: str, name: str = "p.toml") -> Path:
     path = tmp_path / name
-    path.write_text(TEACHER + body)
+    path.write_text(ERF_TEACHER_TOML + body)
     return path
 
 
@@ -217,26 +212,7 @@ def test_rosenbrock_on_a_stiff_flow(tmp_path):
     assert status["jacobian_products"] == implicit.jacobian_products > 0
 
 
-RESUME_BODY = """[init]
-particles = 12
-seed = 5
-[dynamics]
-steps = 400
-step_size = 0.02
-integrator = "rk4"
-checkpoint_every = 7
-record_every = 3
-snapshot_every = 50
-seed = 11
-[dynamics.birth_death]
-kind = "stochastic"
-rate = 5.0
-[dynamics.perturbation]
-kind = "isotropic"
-g_thr = 0.05
-t_thr = 0.5
-radius = 0.01
-"""
+RESUME_BODY = KICKED_RUN_TOML.format(steps=400, checkpoint_every=7, snapshot_every=50)
 
 
 @pytest.mark.slow

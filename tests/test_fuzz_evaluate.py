@@ -73,22 +73,27 @@ def _finite_numbers(obj) -> bool:
     return True
 
 
-def run_in_process(args: list[str], capsys) -> Outcome:
-    """Run ``landscape evaluate … --json`` in this process under an alarm."""
+def run_cli(argv: list[str], capsys) -> Outcome:
+    """``landscape ARGV`` in this process under an alarm (a hang fails the test)."""
 
     def on_alarm(signum, frame):
-        raise _Hang(f"no answer within {CASE_TIMEOUT_S} s: {args}")
+        raise _Hang(f"no answer within {CASE_TIMEOUT_S} s: {argv}")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(CASE_TIMEOUT_S)
     try:
         capsys.readouterr()
-        status = main(["evaluate", *args, "--json"])
+        status = main(argv)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     captured = capsys.readouterr()
     return Outcome(status, captured.out, captured.err)
+
+
+def run_in_process(args: list[str], capsys) -> Outcome:
+    """Run ``landscape evaluate … --json`` in this process under an alarm."""
+    return run_cli(["evaluate", *args, "--json"], capsys)
 
 
 def check_outcome(outcome: Outcome, bad: bool, label: str) -> None:

@@ -23,7 +23,6 @@ import io
 import json
 import math
 import shutil
-import signal
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -31,13 +30,12 @@ from typing import Callable
 import numpy as np
 import pytest
 from test_fuzz_evaluate import (
-    CASE_TIMEOUT_S,
     Outcome,
     Tally,
-    _Hang,
     _npz_bytes,
     corrupt_arrays,
     mutate_text,
+    run_cli,
     toml_dumps,
     weird_values,
 )
@@ -51,24 +49,6 @@ SLOW_CASES = 400
 
 
 # ------------------------------------------------------------------ the oracle
-def run_cli(argv: list[str], capsys) -> Outcome:
-    """``landscape ARGV`` in this process under an alarm (a hang fails the test)."""
-
-    def on_alarm(signum, frame):
-        raise _Hang(f"no answer within {CASE_TIMEOUT_S} s: {argv}")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(CASE_TIMEOUT_S)
-    try:
-        capsys.readouterr()
-        status = main(argv)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    captured = capsys.readouterr()
-    return Outcome(status, captured.out, captured.err)
-
-
 def snapshot(*folders: Path) -> dict[str, bytes]:
     """Every file under ``folders`` with its bytes (to prove nothing was written)."""
     files = {}

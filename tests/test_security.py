@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ERF_TEACHER_TOML
 
 from landscape.cli import main
 
@@ -126,12 +127,6 @@ def test_problem_strings_are_data_not_code(tmp_path, capsys, payload):
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
 
 
-TEACHER = """
-[teacher]
-activation = "erf"
-c = [[1.0, 0.0], [0.0, 1.0]]
-u = [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]
-"""
 
 
 def test_run_report_escapes_paths_and_problem_text(tmp_path, capsys):
@@ -139,7 +134,7 @@ def test_run_report_escapes_paths_and_problem_text(tmp_path, capsys):
     folder = tmp_path / EVIL
     folder.mkdir()
     problem = folder / f"{EVIL}.toml"
-    problem.write_text(TEACHER + "[init]\nparticles = 3\n[dynamics]\nsteps = 5\n", encoding="utf-8")
+    problem.write_text(ERF_TEACHER_TOML + "[init]\nparticles = 3\n[dynamics]\nsteps = 5\n", encoding="utf-8")
     run = folder / "run"
     assert main(["train", "--problem", str(problem), "--out", str(run)]) == 0
     assert main(["report", str(run), "--out", str(folder / "report")]) == 0
@@ -152,7 +147,7 @@ def test_analysis_report_escapes_the_problem_path(tmp_path, capsys):
     folder = tmp_path / EVIL
     folder.mkdir()
     problem = folder / f"{EVIL}.toml"
-    problem.write_text(TEACHER, encoding="utf-8")
+    problem.write_text(ERF_TEACHER_TOML, encoding="utf-8")
     rng = np.random.default_rng(1)
     np.savez(folder / "mu.npz", a=rng.standard_normal((3, 2)), w=0.7 * rng.standard_normal((3, 3)))
     out = folder / "analysis"
@@ -185,7 +180,7 @@ def test_npz_member_declaring_a_huge_array_is_refused_unread(tmp_path, capsys):
     _bomb(tmp_path / "bomb.npz", (2**33,), 1 << 20)
     assert (tmp_path / "bomb.npz").stat().st_size < 10_000
     problem = tmp_path / "p.toml"
-    problem.write_text(TEACHER, encoding="utf-8")
+    problem.write_text(ERF_TEACHER_TOML, encoding="utf-8")
     status = main(["evaluate", "--problem", str(problem), "--measure", str(tmp_path / "bomb.npz"), "--json"])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "above the limit" in err and "bomb.npz" in err

@@ -209,6 +209,9 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
     for key in ("krylov_rtol", "krylov_maxiter"):
         if key in table and integrator != "rosenbrock23":
             raise ValueError(f"[dynamics] {key} is only used with integrator = \"rosenbrock23\", got {integrator!r}.")
+    krylov_rtol = _number(table, "dynamics", "krylov_rtol", None, positive=True)
+    if krylov_rtol is not None and krylov_rtol >= 1.0:
+        raise ValueError(f"[dynamics] krylov_rtol must be < 1 (a relative residual; ≥ 1 accepts x = 0 and the run stands still), got {krylov_rtol!r}.")
     eta = table.get("timescale_ratio", "inf")
     if eta != "inf":
         eta = _number(table, "dynamics", "timescale_ratio", None, positive=True)
@@ -223,7 +226,7 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
         integrator=integrator,
         rtol=_number(table, "dynamics", "rtol", DynamicsConfig.rtol, positive=True),
         atol=_number(table, "dynamics", "atol", DynamicsConfig.atol, positive=True),
-        krylov_rtol=_number(table, "dynamics", "krylov_rtol", None, positive=True),
+        krylov_rtol=krylov_rtol,
         krylov_maxiter=_integer(table, "dynamics", "krylov_maxiter", DynamicsConfig.krylov_maxiter, 1),
         timescale_ratio=math.inf if eta == "inf" else eta,
         record_every=_integer(table, "dynamics", "record_every", DynamicsConfig.record_every, 1),

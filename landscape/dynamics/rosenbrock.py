@@ -92,7 +92,7 @@ def rosenbrock23_step(
         return (v - (h * _D) * jvp(v)).reshape(-1).cpu().numpy()
 
     n = y.numel()
-    operator = LinearOperator((n, n), matvec=matvec, dtype=np.dtype(str(y.dtype).removeprefix("torch.")))
+    operator = LinearOperator((n, n), matvec=matvec, dtype=y.new_empty(0).cpu().numpy().dtype)
     residuals: list[float] = []
     converged = True
 
