@@ -31,12 +31,16 @@ class Tolerance:
         rtol, atol: relative and absolute slack.
         sigmas: multiples of the combined standard errors also allowed (sampling noise).
         bad: which direction counts as a regression: ``"up"``, ``"down"`` or ``"either"``.
+        compare: ``False`` makes the metric report-only: shown, never compared (for quantities
+            that are ill-conditioned by construction, e.g. rounding-level residuals at a
+            nearly singular ``Σ_µµ`` or times reached by an adaptive integrator there).
     """
 
     rtol: float = 1e-6
     atol: float = 1e-12
     sigmas: float = 4.0
     bad: str = "either"
+    compare: bool = True
 
 
 DEFAULT_TOLERANCE = Tolerance()
@@ -84,6 +88,8 @@ def compare(results: list[ClaimResult], baseline: list[ClaimResult], tolerances:
 
 
 def _metric_change(claim, name, before, after, tol: Tolerance) -> Change | None:
+    if not tol.compare:
+        return None
     old, new = before.value, after.value
     if not (math.isfinite(old) and math.isfinite(new)):
         if math.isfinite(old) == math.isfinite(new):
