@@ -8,14 +8,14 @@ Prints, in one run:
 2. λ_min by Lanczos (matrix-free) against dense ``eigh`` (Hessian materialised by batched
    HVPs), over parameter counts up to at least 10⁴;
 3. Lanczos HVP counts to tolerance 1e-8 with and without deflating the null directions,
-   at the THEORY.md §9 teacher and saddle;
+   at the docs/theory.md §9 teacher and saddle;
 4. peak resident memory (``ru_maxrss``) after each part.
 
 Times are CPU seconds of this process (``time.process_time``) with one torch thread by
 default (``--threads``), so that a busy shared machine does not distort the ratios; on
 an idle machine they equal wall-clock seconds.
 
-Problem: erf teacher with k° = k = 5 orthogonal neurons in d = 20 (THEORY.md §9), exact
+Problem: erf teacher with k° = k = 5 orthogonal neurons in d = 20 (docs/theory.md §9), exact
 Gaussian expectations, N = ∞; measures of M particles near the teacher, n = 25·M.
 """
 
@@ -110,7 +110,7 @@ def part_lanczos_vs_dense(landscape, sizes, batch):
 
 
 def part_deflation(landscape_small):
-    print("\n== 3. Lanczos HVP counts to tol 1e-8, with and without deflation (THEORY.md §9, k = 5, d = 20) ==")
+    print("\n== 3. Lanczos HVP counts to tol 1e-8, with and without deflation (docs/theory.md §9, k = 5, d = 20) ==")
     print(f"{'case':>8} {'n':>5} {'null_dim':>8} {'deflated':>8} {'HVPs':>6} {'λ_min':>14} {'residual':>9} {'converged':>9}")
     for name, mu in (("teacher", teacher_measure(K, D)), ("saddle", dead_neuron_saddle(K, D))):
         op = WassersteinHessian(landscape_small, mu)

@@ -147,7 +147,7 @@ def part_hvp(quick: bool) -> None:
 
 # ----------------------------------------------------------------------------- 2
 def split_saddle(copies: int) -> ParticleMeasure:
-    """THEORY.md §9 saddle (k = 5, d = 20) with every particle split into ``copies`` equal ones."""
+    """docs/theory.md §9 saddle (k = 5, d = 20) with every particle split into ``copies`` equal ones."""
     base = dead_neuron_saddle(K, D)
     return ParticleMeasure(np.repeat(base.a, copies, axis=0), np.repeat(base.w, copies, axis=0))
 

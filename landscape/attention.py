@@ -1,4 +1,4 @@
-r"""A real linear self-attention layer on sampled prompts (THEORY.md §2).
+r"""A real linear self-attention layer on sampled prompts (docs/theory.md §2).
 
 The embedding of a prompt ``(x_1, y_1), …, (x_N, y_N)`` and query ``x_q`` is
 

@@ -1,4 +1,4 @@
-r"""Classifying a critical point with certificates (THEORY.md §8).
+r"""Classifying a critical point with certificates (docs/theory.md §8).
 
 :func:`analyze` runs the pipeline measure → (refinement) → Wasserstein Hessian → null
 directions → smallest eigenpairs → verdict → certificate, with every threshold taken from

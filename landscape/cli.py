@@ -1,7 +1,10 @@
 """The ``landscape`` command.
 
 Bad input of any kind ends with one line ``error: …`` on stderr and exit status 2; no
-traceback (set ``LANDSCAPE_DEBUG=1`` to see one for an unexpected failure).
+traceback (set ``LANDSCAPE_DEBUG=1`` to see one for an unexpected failure). An interrupt
+(Ctrl-C) ends with the one line ``error: interrupted`` and exit status 130 (128 + SIGINT, the
+shell's convention); every file is written atomically, so none is left half-written (a train
+run keeps its last checkpoint for ``--resume``).
 """
 
 from __future__ import annotations

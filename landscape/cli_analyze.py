@@ -1,12 +1,14 @@
-"""The ``landscape analyze`` subcommand: classify a measure with certificates (THEORY.md §7–8).
+"""The ``landscape analyze`` subcommand: classify a measure with certificates (docs/theory.md §7–8).
 
 Prints everything ``evaluate`` prints plus ``classification`` and ``hessian``, and
 ``problem`` (absolute path) and ``measure`` (where the analysed measure is). With
 ``--out DIR`` also writes ``DIR/psi0.npz`` (arrays ``a`` (M, k), ``w`` (M, d): ψ0 per
 particle, unit in L²(µ)), ``DIR/measure.npz`` (the measure analysed: refined with
 ``--refine``; ``measure`` is then ``"measure.npz"``) and ``DIR/analysis.json``, each
-atomically and only after the whole analysis succeeded. A ``degenerate`` verdict prints a loud warning on stderr.
-Bad input: one ``error:`` line, exit status 2, nothing written.
+atomically and only after the whole analysis succeeded. DIR must be new, empty, made by
+``landscape analyze`` or a ``landscape train`` run directory; ``--force`` writes into any
+folder. A ``degenerate`` verdict prints a loud warning on stderr; text mode says when
+``--refine`` did not converge. Bad input: one ``error:`` line, exit status 2, nothing written.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ from pathlib import Path
 
 from .classify import analyze
 from .config import load_problem
-from .io import save_npz, write_json
+from .io import check_output_folder, claim_output_folder, save_npz, write_json
 from .measure import ParticleMeasure
 from .tolerances import AnalysisSettings
 
 __all__ = ["register"]
+
+#: ``--out`` may also be a ``landscape train`` run directory (its report then shows the analysis too).
+OUT_ACCEPTS = ("train",)
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from .cli import _device  # the shared device check; imported late (cli imports this module)
 
     out = Path(args.out) if args.out is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a directory.")
+    if out is not None:
+        check_output_folder(out, "analyze", args.force, accept=OUT_ACCEPTS)  # refuse before the (long) analysis
     spec = load_problem(args.problem)
     landscape = spec.landscape(device=_device(args.device))
     settings = AnalysisSettings.from_table(spec.tables.get("analysis"), landscape.dtype)
@@ -41,6 +46,7 @@ def _analyze(args: argparse.Namespace) -> int:
     report["problem"] = str(Path(args.problem).resolve())
     report["measure"] = "measure.npz" if out is not None else str(Path(args.measure).resolve())
     if out is not None:
+        claim_output_folder(out, "analyze", args.force, accept=OUT_ACCEPTS)
         result.measure.save(out / "measure.npz")
         save_npz(out / "psi0.npz", a=result.psi0[0], w=result.psi0[1])
         write_json(out / "analysis.json", report)
@@ -78,8 +84,11 @@ def _print_summary(report: dict) -> None:
     curv = report["curvature"]
     if curv is not None:
         rows += [("d²L(µ_s)/ds²", curv["second_variation"]), ("ratio / L(µ)²", curv["ratio"]), ("4/(k R₁²)", curv["bound_constant"])]
-    if report["refinement"] is not None:
-        rows.append(("refinement residual", report["refinement"]["residual"]))
+    refinement = report["refinement"]
+    if refinement is not None:
+        rows.append(("refinement residual", refinement["residual"]))
+        verdict = "yes" if refinement["converged"] else f"NO, stopped by {refinement['reason']}: the measure is not refined to tolerance"
+        rows.append(("refinement converged", verdict))
     for name, value in rows:
         text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
         print(f"{name:<30} {text}")
@@ -94,6 +103,7 @@ def register(subparsers) -> None:
     parser.add_argument("--measure", required=True, help="measure file (.npz with a, w, optional p)")
     parser.add_argument("--refine", action="store_true", help="Newton–Krylov refinement to a critical point first")
     parser.add_argument("--out", help="directory for psi0.npz and analysis.json")
+    parser.add_argument("--force", action="store_true", help="write into --out even if it holds files landscape did not make")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.set_defaults(run=_analyze)

@@ -5,6 +5,10 @@ singular Σ_µµ, a negative weight, step-size underflow; ``RUN/status.json`` sa
 the last good state stays in ``RUN/checkpoint.npz``), 2 on bad input (one ``error:`` line).
 A run whose explicit integrator was held at its stability limit (``"stiff": true`` in
 ``status.json``) ends its summary line with a hint to use ``rosenbrock23``.
+
+Progress lines (elapsed wall time, step, ``t/T``, ETA) go to stderr after the first step and
+then every ``--progress-interval`` seconds (default 5); ``--quiet`` switches them off. RUN must
+be new, empty or made by ``landscape train`` (``--force`` for any other folder).
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .dynamics.train import train
+from .dynamics.train import PROGRESS_INTERVAL, train
 
 __all__ = ["register"]
 
 
 def _train(args: argparse.Namespace) -> int:
-    progress = sys.stderr if sys.stderr.isatty() else None
-    result = train(args.problem, args.out, resume=args.resume, progress=progress)
+    progress = None if args.quiet else sys.stderr
+    result = train(
+        args.problem, args.out, resume=args.resume, progress=progress, progress_interval=args.progress_interval, force=args.force
+    )
     work = f"{result.evaluations} field evaluations"
     if result.jacobian_products:
         work += f", {result.jacobian_products} Jacobian-vector products"
@@ -38,4 +44,13 @@ def register(subparsers) -> None:
     parser.add_argument("--problem", required=True, help="problem file (TOML) with [init] and [dynamics]")
     parser.add_argument("--out", required=True, help="run directory (created)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--force", action="store_true", help="start in a non-empty --out that landscape did not make")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=PROGRESS_INTERVAL,
+        metavar="SECONDS",
+        help=f"least seconds between two progress lines (default {PROGRESS_INTERVAL:g})",
+    )
     parser.set_defaults(run=_train)

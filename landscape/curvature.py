@@ -1,4 +1,4 @@
-r"""Flat second variation and the curvature test of THEORY.md §7.
+r"""Flat second variation and the curvature test of docs/theory.md §7.
 
 Along the segment ``µ_s = (1 − s)µ + sν`` mass moves and nothing is transported; ``h_{µ_s}``
 is affine in ``s``, so ``L(µ_s)`` is a function of moments that are polynomials in ``s``.
@@ -117,7 +117,7 @@ def trust_region_minimum(h: np.ndarray, g: np.ndarray, radius: float) -> np.ndar
 
 @dataclass(frozen=True)
 class CurvatureTest:
-    """The curvature test at ``µ`` (THEORY.md §7).
+    """The curvature test at ``µ`` (docs/theory.md §7).
 
     Attributes:
         second_variation: ``d²L(µ_s)/ds²|₀`` at the optimised ``R``.

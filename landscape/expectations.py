@@ -1,4 +1,4 @@
-r"""Expectation backends: the second moments of THEORY.md §3 for a particle measure.
+r"""Expectation backends: the second moments of docs/theory.md §3 for a particle measure.
 
 Both backends expose the same interface, so the landscape is written once:
 

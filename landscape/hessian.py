@@ -1,4 +1,4 @@
-r"""Hessian-vector products of the particle objective ``F(θ_1, …, θ_M)`` (THEORY.md §7).
+r"""Hessian-vector products of the particle objective ``F(θ_1, …, θ_M)`` (docs/theory.md §7).
 
 The Euclidean Hessian ``∇²F`` is never formed. Two ways to get ``∇²F·v``, both checked
 against dense Hessians in float64 (``tests/test_hessian.py``):

@@ -19,7 +19,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "save_npz", "load_npz", "write_json", "MAX_ARRAY_BYTES"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "save_npz",
+    "load_npz",
+    "write_json",
+    "check_output_folder",
+    "claim_output_folder",
+    "output_marker",
+    "MAX_ARRAY_BYTES",
+]
 
 #: the largest array (in bytes) an ``.npz`` member may declare in its header; a larger one
 #: (a zip bomb, a forged header) is refused before anything is decompressed or allocated.
@@ -51,6 +61,63 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically; NaN and infinities are refused."""
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def output_marker(command: str) -> str:
+    """The name of the file marking a folder as made by ``landscape <command>``: ``.landscape-<command>``."""
+    return f".landscape-{command}"
+
+
+def check_output_folder(
+    path: str | os.PathLike, command: str, force: bool = False, accept: Iterable[str] = ()
+) -> Path:
+    """Check, writing nothing, that ``landscape <command>`` may write into the folder ``path``.
+
+    Accepted: a folder that does not exist, an empty one, or one holding the marker
+    :func:`output_marker` of ``command`` or of a command in ``accept`` (the tool made it);
+    ``force`` accepts any folder.
+
+    Args:
+        path: the ``--out`` folder.
+        command: the subcommand writing there (``verify``, ``train``, ``analyze``, ``report``).
+        force: accept a non-empty folder the tool did not make (``--force``).
+        accept: other commands whose folders this one may write into (``analyze`` into a
+            ``train`` run directory, ``report`` into its own input folder).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: ``path`` is a file, or a non-empty folder without an accepted marker and
+            ``force`` is false (one line naming the folder and ``--force``).
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(folder)!r} exists and is not a folder.")
+    markers = [output_marker(name) for name in (command, *accept)]
+    if folder.is_dir() and not force and any(folder.iterdir()) and not any((folder / m).is_file() for m in markers):
+        raise ValueError(
+            f"--out {str(folder)!r} is not empty and was not made by landscape {command}; "
+            "choose another folder or pass --force."
+        )
+    return folder
+
+
+def claim_output_folder(
+    path: str | os.PathLike, command: str, force: bool = False, accept: Iterable[str] = ()
+) -> Path:
+    """:func:`check_output_folder`, then create the folder and write the marker of ``command``
+    (a file holding the command's name), so the next run of the same command reuses it.
+
+    Raises:
+        ValueError: as :func:`check_output_folder`; nothing is written then.
+    """
+    folder = check_output_folder(path, command, force, accept)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / output_marker(command)
+    if not marker.is_file():  # a plain write: a marker cut short by a kill still marks the folder
+        marker.write_text(f"{command}\n", encoding="utf-8")
+    return folder
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

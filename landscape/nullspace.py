@@ -1,4 +1,4 @@
-r"""Null directions of the Wasserstein Hessian that symmetries explain (THEORY.md §7).
+r"""Null directions of the Wasserstein Hessian that symmetries explain (docs/theory.md §7).
 
 Candidates, as tangent fields ``v = (v_i)``, ``v_i = (δa_i, δw_i)``:
 

@@ -1,4 +1,4 @@
-r"""Symmetric linear operators on flat particle vectors, and the Wasserstein Hessian (THEORY.md §7).
+r"""Symmetric linear operators on flat particle vectors, and the Wasserstein Hessian (docs/theory.md §7).
 
 :class:`LinearOperator` is the template: public :meth:`matvec` / :meth:`matmat` / ``@``
 check shapes and dtypes, subclasses implement only ``_matmat`` on a tensor of shape

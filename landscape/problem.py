@@ -1,4 +1,4 @@
-r"""The attention landscape ``L_N(µ)`` of THEORY.md §4–5 on particle measures.
+r"""The attention landscape ``L_N(µ)`` of docs/theory.md §4–5 on particle measures.
 
 :class:`AttentionLandscape` ties a teacher, an expectation backend, label noise ``τ`` and
 a prompt length ``N`` (``math.inf`` for the paper's main setting) together and computes,

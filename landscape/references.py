@@ -1,8 +1,8 @@
-r"""Dense references for the second-order code, and the known answers of THEORY.md §9.
+r"""Dense references for the second-order code, and the known answers of docs/theory.md §9.
 
 Nothing here is fast: these are the slow, obviously-correct versions that the operators
 and solvers are compared with in float64 (dense ``torch.func.hessian``, dense ``eigh``),
-plus constructors of the problems whose answers THEORY.md states.
+plus constructors of the problems whose answers docs/theory.md states.
 """
 
 from __future__ import annotations
@@ -100,11 +100,11 @@ def flat_second_variation_closed_form(landscape: AttentionLandscape, measure: Pa
     return float(-0.5 * f2)
 
 
-# ------------------------------------------------------------ THEORY.md §9 cases
+# ------------------------------------------------------------ docs/theory.md §9 cases
 def orthogonal_teacher_landscape(
     features: int = 3, dim: int = 6, scale: float = 1.5, activation: str = "erf", noise: float = 0.0
 ) -> AttentionLandscape:
-    """THEORY.md §9: ``k°`` orthogonal teacher neurons ``u_l = s e_l``, ``c_l = e_l``, ``N = ∞``.
+    """docs/theory.md §9: ``k°`` orthogonal teacher neurons ``u_l = s e_l``, ``c_l = e_l``, ``N = ∞``.
 
     Raises:
         ValueError: when ``dim < features + 1`` (a dead direction is needed).

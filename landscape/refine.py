@@ -1,4 +1,4 @@
-r"""Critical-point refinement: Newton–Krylov with MINRES on the singular Hessian (THEORY.md §8).
+r"""Critical-point refinement: Newton–Krylov with MINRES on the singular Hessian (docs/theory.md §8).
 
 From a near-critical measure (a plateau of training), each iteration solves
 ``H_W y = −P^{-1/2}∇F`` for the Wasserstein Hessian ``H_W = P^{-1/2}∇²F P^{-1/2}``

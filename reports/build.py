@@ -16,11 +16,11 @@ from landscape.io import atomic_write_text
 
 from .document import Report, Section
 from .html import render_html
-from .inputs import detect_kind, read_results
+from .inputs import detect_kind, read_verify
 from .markdown import render_markdown
 from .plotting import write_figures
 from .sections_run import analysis_section, run_section
-from .sections_verify import claim_sections, claims_table
+from .sections_verify import claim_sections, claims_table, provenance_section, verify_banner
 
 __all__ = ["build_report"]
 
@@ -46,15 +46,16 @@ def build_report(input_dir: Path, out_dir: Path, *, measure: Path | None = None,
         raise ValueError(f"measure and problem apply to an analyze output only; {str(input_dir)!r} is a {kind} output.")
     source = str(input_dir.resolve())
     if kind == "verify":
-        claims = read_results(input_dir / "results.json")
-        counts = Counter(c.verdict for c in claims)
+        output = read_verify(input_dir / "results.json")
+        counts = Counter(c.verdict for c in output.claims)
         overview = Section(
             "Claims",
-            paragraphs=[", ".join(f"{counts[v]} {v}" for v in ("pass", "fail", "inconclusive")) + f" of {len(claims)} claims."],
-            tables=[claims_table(claims)],
+            paragraphs=[", ".join(f"{counts[v]} {v}" for v in ("pass", "fail", "inconclusive")) + f" of {len(output.claims)} claims."],
+            tables=[claims_table(output.claims)],
             anchor="claims",
         )
-        report = Report("Verification report", kind, source, [overview, *claim_sections(claims, input_dir)])
+        sections = [overview, provenance_section(output.provenance), *claim_sections(output.claims, input_dir)]
+        report = Report("Verification report", kind, source, sections, banner=verify_banner(output))
     elif kind == "run":
         sections = [run_section(input_dir, "run", f"Training run: {input_dir.name}")]
         if (input_dir / "analysis.json").is_file():
@@ -63,7 +64,7 @@ def build_report(input_dir: Path, out_dir: Path, *, measure: Path | None = None,
     else:
         section = analysis_section(input_dir, "analysis", f"Analysis: {input_dir.name}", measure, problem)
         report = Report("Critical point report", kind, source, [section])
-    write_figures([fig for section in report.sections for fig in section.figures], out_dir)
+    write_figures([fig for section in report.sections for fig in section.all_figures()], out_dir)
     atomic_write_text(out_dir / "summary.md", render_markdown(report))
     index = out_dir / "index.html"
     atomic_write_text(index, render_html(report))

@@ -6,13 +6,11 @@ hold the same numbers. Every string here is raw user text; the renderers escape 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from .plotting import FigureFile
 
-__all__ = ["Report", "Section", "Table", "exact", "short"]
+__all__ = ["Banner", "Report", "Section", "Table"]
 
 
 @dataclass
@@ -34,7 +32,11 @@ class Table:
 
 @dataclass
 class Section:
-    """A titled part of the report; ``notes`` are warnings shown apart from the text."""
+    """A titled part of the report; ``notes`` are warnings shown apart from the text.
+
+    ``details`` are sub-sections shown collapsed in HTML (``<details>``; e.g. one per run
+    behind a claim) and as sub-headings in Markdown.
+    """
 
     title: str
     paragraphs: list[str] = field(default_factory=list)
@@ -42,33 +44,29 @@ class Section:
     figures: list[FigureFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     anchor: str = ""
+    details: list["Section"] = field(default_factory=list)
+
+    def all_figures(self) -> list[FigureFile]:
+        """This section's figures and those of its details, in page order."""
+        return [*self.figures, *(fig for sub in self.details for fig in sub.all_figures())]
+
+
+@dataclass
+class Banner:
+    """The answer a report leads with: ``ok`` (pass) or not, a headline, and lines or a table below it."""
+
+    ok: bool
+    headline: str
+    lines: list[str] = field(default_factory=list)
+    table: Table | None = None
 
 
 @dataclass
 class Report:
-    """A whole report: what it was built from and its sections."""
+    """A whole report: what it was built from, the banner it opens with (if any) and its sections."""
 
     title: str
     kind: str
     source: str
     sections: list[Section]
-
-
-def exact(value: Any) -> str:
-    """A number written so that it parses back to the same float (``repr``); ``n/a`` for None/NaN."""
-    if value is None or isinstance(value, bool):
-        return "n/a" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else repr(value)
-    return str(value)
-
-
-def short(value: Any, digits: int = 4) -> str:
-    """A number to ``digits`` significant figures for derived quantities; other values as text."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.{digits}g}"
-    return str(value)
+    banner: Banner | None = None

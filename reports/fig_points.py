@@ -148,8 +148,16 @@ def psi0_figure(w: np.ndarray, psi_w: np.ndarray, u: np.ndarray, lam: float | No
         ax.set_aspect("equal", adjustable="datalim")
         if n == 0:
             ax.legend(fontsize="x-small", loc="best")
-    fig.suptitle("ψ0 on the particles" + (f" (λ_min = {lam:.3g})" if lam is not None else ""), fontsize="medium")
+    fig.axes[0].set_title("ψ0 on the particles" + (f" (λ_min = {lam:.3g})" if lam is not None else ""), fontsize="medium", loc="left")
     return fig
+
+
+def _tick_label(name: str, width: int = 18, lines: int = 3) -> str:
+    """``name`` wrapped at ``width`` characters on at most ``lines`` lines (``…`` marks a cut)."""
+    wrapped = textwrap.wrap(name, width) or [""]
+    if len(wrapped) > lines:
+        wrapped = [*wrapped[: lines - 1], textwrap.shorten(" ".join(wrapped[lines - 1 :]), width, placeholder="…")]
+    return "\n".join(wrapped)
 
 
 def curvature_figure(rows: list[CurvatureRow]) -> Figure:
@@ -157,7 +165,7 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
 
     The bound says ``ratio ≤ −4/(k R₁²)``; a point above its bar (orange) contradicts it.
     """
-    fig = new_figure(6.4, 3.6)
+    fig = new_figure(6.4, 3.6 if len(rows) <= 4 else 4.4)
     ax = fig.add_subplot()
     holds = [r.threshold is None or r.ratio <= r.threshold for r in rows]
     for ok, color, label in ((True, COLORS["main"], "measured (d²L/ds²)/L²"), (False, COLORS["bad"], "contradicts the bound")):
@@ -167,7 +175,8 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
     bars = [(i, r.threshold) for i, r in enumerate(rows) if r.threshold is not None]
     for n, (i, threshold) in enumerate(bars):
         ax.plot([i - 0.3, i + 0.3], [threshold, threshold], color=COLORS["theory"], lw=1.5, label=None if n else "bound −4/(k R₁²)")
-        ax.annotate(f"{threshold:.3g}", (i + 0.3, threshold), fontsize=7, va="center", ha="left")
+        ax.annotate(f"{threshold:.3g}", (i, threshold), xytext=(0, 2), textcoords="offset points", fontsize=7,
+                    va="bottom", ha="center")
     for i, row in enumerate(rows):
         ax.annotate(f"{row.ratio:.3g}", (i, row.ratio), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
     ax.axhline(0.0, color=COLORS["null"], lw=0.6)
@@ -178,12 +187,12 @@ def curvature_figure(rows: list[CurvatureRow]) -> Figure:
     if all(r.ratio <= 0 for r in rows) and lowest < 0:
         ax.set_ylim(3.0 * lowest, linthresh)
     _thin_symlog_ticks(ax, "y", linthresh)
-    names = [literal(textwrap.fill(r.name, 18)) for r in rows]
-    if len(rows) > 6:
-        ax.set_xticks(range(len(rows)), names, fontsize=7, rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    if len(rows) > 4:  # about four wrapped labels fit side by side; more stand upright, two lines each
+        ax.set_xticks(range(len(rows)), [literal(_tick_label(r.name, 26, 2)) for r in rows], fontsize=7, rotation=90)
     else:
-        ax.set_xticks(range(len(rows)), names, fontsize=7)
+        ax.set_xticks(range(len(rows)), [literal(_tick_label(r.name)) for r in rows], fontsize=7)
     ax.set_ylabel("curvature ratio (symlog)")
     ax.set_title("Flat second variation against the bound")
-    ax.legend(fontsize="small", loc="best")
+    fig.legend(fontsize="small", loc="outside lower center", ncols=3)  # below the axes: never over a bar
     return fig

@@ -1,4 +1,4 @@
-"""Rate figures (THEORY.md §10, claim 4): escape time from a saddle and decay near a minimum.
+"""Rate figures (docs/theory.md §10, claim 4): escape time from a saddle and decay near a minimum.
 
 Inputs are the evidence files of the ``rates`` claim:
 

@@ -3,7 +3,9 @@
 Images are embedded as base64 PNG data URIs (each linked to its SVG beside the page), the
 style is inline, and a Content-Security-Policy forbids every network fetch. The layout is a
 single column that fits a phone-width window; wide tables scroll sideways inside their box.
-Every piece of text is passed through :func:`html.escape`. A small script marks ``<body>``
+The page opens with the report's banner (its status and, for a verify output, every regression);
+per-run material sits in collapsed ``<details>``. Every piece of text is passed through
+:func:`html.escape`. A small script marks ``<body>``
 with ``data-images-loaded="all"`` once every image has decoded (used by the browser test).
 """
 
@@ -25,7 +27,7 @@ body { margin: 0 auto; max-width: 60rem; padding: 0.75rem; font: 16px/1.45 syste
 h1 { font-size: 1.45rem; margin: 0.4rem 0; } h2 { font-size: 1.2rem; margin: 1.6rem 0 0.5rem;
   border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
 p.source { color: #555; font-size: 0.9rem; }
-nav ul { padding-left: 1.1rem; margin: 0.3rem 0; } nav li { margin: 0.15rem 0; }
+nav ul { display: flex; flex-wrap: wrap; gap: 0.15rem 0.9rem; list-style: none; padding: 0; margin: 0.3rem 0; font-size: 0.9rem; }
 .scroll { overflow-x: auto; margin: 0.6rem 0; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; font-size: 0.85rem; min-width: 100%; }
 caption { text-align: left; font-weight: 600; padding: 0.2rem 0; }
@@ -46,6 +48,13 @@ figcaption { font-size: 0.85rem; color: #444; margin-top: 0.25rem; }
   table.stack td::before { content: attr(data-label) ": "; font-weight: 600; color: #555; }
 }
 .note { background: #fff4d6; border-left: 4px solid #e69f00; padding: 0.4rem 0.6rem; margin: 0.5rem 0; font-size: 0.9rem; }
+.banner { border: 2px solid; border-radius: 4px; padding: 0.5rem 0.75rem; margin: 0.6rem 0; }
+.banner-pass { background: #e3f4e8; border-color: #0b5d2a; } .banner-fail { background: #fde4e1; border-color: #9b1c10; }
+.banner .headline { font-size: 1.15rem; font-weight: 700; margin: 0.2rem 0; }
+.banner-pass .headline { color: #0b5d2a; } .banner-fail .headline { color: #9b1c10; }
+.banner ul { margin: 0.3rem 0; padding-left: 1.1rem; } .banner table { background: #fff; }
+details { border: 1px solid #ddd; border-radius: 4px; padding: 0.3rem 0.6rem; margin: 0.5rem 0; }
+summary { cursor: pointer; font-weight: 600; }
 """
 
 _SCRIPT = """
@@ -88,15 +97,36 @@ def _figure(fig: FigureFile) -> str:
     )
 
 
-def _section(section: Section) -> str:
-    anchor = f' id="{escape(section.anchor)}"' if section.anchor else ""
-    parts = [f"<section{anchor}><h2>{escape(section.title)}</h2>"]
-    parts += [f"<p>{escape(p)}</p>" for p in section.paragraphs]
+def _body(section: Section) -> list[str]:
+    """The section's content: paragraphs, notes, tables, figures, then its details collapsed."""
+    parts = [f"<p>{escape(p)}</p>" for p in section.paragraphs]
     parts += [f'<div class="note">{escape(n)}</div>' for n in section.notes]
     parts += [_table(t) for t in section.tables]
     parts += [_figure(f) for f in section.figures]
-    parts.append("</section>")
-    return "\n".join(parts)
+    for sub in section.details:
+        anchor = f' id="{escape(sub.anchor)}"' if sub.anchor else ""
+        parts += [f"<details{anchor}><summary>{escape(sub.title)}</summary>", *_body(sub), "</details>"]
+    return parts
+
+
+def _section(section: Section) -> str:
+    anchor = f' id="{escape(section.anchor)}"' if section.anchor else ""
+    return "\n".join([f"<section{anchor}><h2>{escape(section.title)}</h2>", *_body(section), "</section>"])
+
+
+def _banner(report: Report) -> str:
+    """The status box the page opens with (empty when the report has none)."""
+    banner = report.banner
+    if banner is None:
+        return ""
+    css = "banner-pass" if banner.ok else "banner-fail"
+    lines = "".join(f"<li>{escape(line)}</li>" for line in banner.lines)
+    return "".join([
+        f'<div class="banner {css}" id="status" role="status"><p class="headline">{escape(banner.headline)}</p>',
+        f"<ul>{lines}</ul>" if lines else "",
+        _table(banner.table) if banner.table is not None else "",
+        "</div>",
+    ])
 
 
 def render_html(report: Report) -> str:
@@ -114,6 +144,7 @@ def render_html(report: Report) -> str:
         f"<script>{_SCRIPT}</script>",
         "</head><body>",
         f"<h1>{escape(report.title)}</h1>",
+        _banner(report),
         f'<p class="source">{escape(report.kind)} input: {escape(report.source)}</p>',
         f"<nav><ul>{toc}</ul></nav>" if toc else "",
         *(_section(s) for s in report.sections),

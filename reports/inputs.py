@@ -2,7 +2,9 @@
 
 Three kinds of input folder are recognised by :func:`detect_kind`:
 
-* ``verify``: ``results.json`` of ``landscape verify`` (a list of claim records);
+* ``verify``: ``results.json`` of ``landscape verify`` (schema 2: an object with ``status``,
+  ``regressions``, ``provenance`` and the claim records under ``results``; schema 1: the list
+  of records alone);
 * ``run``: a ``landscape train`` run directory (``trajectory.csv``);
 * ``analysis``: a ``landscape analyze`` output (``analysis.json``, optionally ``psi0.npz``).
 
@@ -23,16 +25,18 @@ import numpy as np
 
 from landscape.io import load_npz
 from verification.records import ClaimResult
+from verification.runner import suite_status
 
 __all__ = [
     "Claim",
     "Metric",
     "Trajectory",
+    "VerifyOutput",
     "detect_kind",
     "find_particles",
     "find_teacher_directions",
     "read_json",
-    "read_results",
+    "read_verify",
     "read_trajectory",
 ]
 
@@ -41,11 +45,15 @@ KINDS = {"verify": "results.json", "run": "trajectory.csv", "analysis": "analysi
 
 @dataclass(frozen=True)
 class Metric:
-    """A measured quantity of a claim; ``value``/``uncertainty`` are None where results.json holds null."""
+    """A measured quantity of a claim; ``value``/``uncertainty`` are None where results.json holds null.
+
+    ``applicable`` is False for a quantity the claim marks as undefined for this run (shown "n/a").
+    """
 
     value: float | None
     uncertainty: float | None
     description: str
+    applicable: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,30 @@ class Claim:
     evidence: list[str] = field(default_factory=list)
     table: list[dict[str, Any]] = field(default_factory=list)
     seconds: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VerifyOutput:
+    """What ``results.json`` says: the claims, and for schema 2 the suite's status, baseline changes and provenance.
+
+    Attributes:
+        claims: the records, in order.
+        status: ``pass`` or ``fail`` (schema 1: ``fail`` when a claim failed, else ``pass``).
+        headline: the status in words.
+        compared: whether a baseline was compared (False for schema 1: not recorded).
+        regressions, changes: objects with ``claim``, ``metric``, ``old``, ``new``, ``tolerance``,
+            ``regression`` and ``note`` (see ``verification/runner.py``).
+        provenance: command, profile, versions, threads, date, times (empty for schema 1).
+    """
+
+    claims: list[Claim]
+    status: str
+    headline: str
+    compared: bool
+    regressions: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    provenance: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -113,16 +145,28 @@ def _refuse_constant(name: str) -> None:
     raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
 
-def read_results(path: Path) -> list[Claim]:
-    """The claim records of a ``results.json``.
+def read_verify(path: Path) -> VerifyOutput:
+    """The contents of a ``results.json`` of either schema (see the module doc).
 
     Raises:
-        ValueError: not a list of records with ``id``, ``verdict``, ``metrics`` and ``threshold``.
+        ValueError: not a list of records (or an object holding one under ``results``) with
+            ``id``, ``verdict``, ``metrics`` and ``threshold``, or malformed ``regressions``,
+            ``changes`` or ``provenance``.
     """
     raw = read_json(path)
-    if not isinstance(raw, list):
-        raise ValueError(f"{str(path)!r} must hold a list of claim records, got {type(raw).__name__}.")
-    return [_claim(record, path, i) for i, record in enumerate(raw)]
+    records = raw.get("results") if isinstance(raw, dict) else raw
+    if not isinstance(records, list):
+        raise ValueError(f"{str(path)!r} must hold a list of claim records (or an object with one under 'results').")
+    claims = [_claim(record, path, i) for i, record in enumerate(records)]
+    meta = raw if isinstance(raw, dict) else {}
+    for key, kind in (("regressions", list), ("changes", list), ("provenance", dict)):
+        if not isinstance(meta.get(key, kind()), kind) or (kind is list and not all(isinstance(c, dict) for c in meta.get(key, []))):
+            raise ValueError(f"{key} in {str(path)!r} must be {'a list of objects' if kind is list else 'an object'}.")
+    regressions = meta.get("counts", {}).get("regressions") if isinstance(meta.get("counts"), dict) else None
+    compared = isinstance(regressions, int) and not isinstance(regressions, bool)
+    status = suite_status([c.verdict for c in claims], len(meta.get("regressions", [])) if compared else None)
+    return VerifyOutput(claims, status["status"], status["headline"], compared, list(meta.get("regressions", [])),
+                        list(meta.get("changes", [])), dict(meta.get("provenance", {})))
 
 
 def _claim(raw: Any, path: Path, index: int) -> Claim:
@@ -137,13 +181,15 @@ def _claim(raw: Any, path: Path, index: int) -> Claim:
         statement=str(raw.get("statement", "")),
         verdict=str(raw["verdict"]),
         metrics={
-            str(name): Metric(_number(m.get("value"), where), _number(m.get("uncertainty"), where), str(m.get("description", "")))
+            str(name): Metric(_number(m.get("value"), where), _number(m.get("uncertainty"), where), str(m.get("description", "")),
+                              m.get("applicable", True))
             for name, m in metrics.items()
         },
         threshold=str(raw["threshold"]),
         evidence=[str(e) for e in evidence],
         table=table,
         seconds=_number(raw.get("seconds"), where),
+        failures=[str(f) for f in raw.get("failures") or []],
     )
 
 

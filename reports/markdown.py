@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .document import Report, Table
+from .document import Report, Section, Table
 
 __all__ = ["md_escape", "render_markdown"]
 
@@ -29,17 +29,30 @@ def _table(table: Table) -> list[str]:
     return [*lines, ""]
 
 
+def _section(section: Section, level: int) -> list[str]:
+    lines = [f"{'#' * level} {md_escape(section.title)}", ""]
+    for paragraph in section.paragraphs:
+        lines += [md_escape(paragraph), ""]
+    for note in section.notes:
+        lines += [f"> **Note:** {md_escape(note)}", ""]
+    for table in section.tables:
+        lines += _table(table)
+    for fig in section.figures:
+        lines += [f"![{md_escape(fig.caption)}]({fig.png}) ([SVG]({fig.svg}))", ""]
+    for sub in section.details:
+        lines += _section(sub, level + 1)
+    return lines
+
+
 def render_markdown(report: Report) -> str:
-    """The whole summary as a string."""
-    lines = [f"# {md_escape(report.title)}", "", f"{md_escape(report.kind)} input: `{report.source.replace('`', '')}`", ""]
+    """The whole summary as a string: title, banner (status first), then the sections."""
+    lines = [f"# {md_escape(report.title)}", ""]
+    if report.banner is not None:
+        lines += [f"**{md_escape(report.banner.headline)}**", ""]
+        lines += [f"- {md_escape(line)}" for line in report.banner.lines]
+        lines += [""] if report.banner.lines else []
+        lines += _table(report.banner.table) if report.banner.table is not None else []
+    lines += [f"{md_escape(report.kind)} input: `{report.source.replace('`', '')}`", ""]
     for section in report.sections:
-        lines += [f"## {md_escape(section.title)}", ""]
-        for paragraph in section.paragraphs:
-            lines += [md_escape(paragraph), ""]
-        for note in section.notes:
-            lines += [f"> **Note:** {md_escape(note)}", ""]
-        for table in section.tables:
-            lines += _table(table)
-        for fig in section.figures:
-            lines += [f"![{md_escape(fig.caption)}]({fig.png}) ([SVG]({fig.svg}))", ""]
+        lines += _section(section, 2)
     return "\n".join(lines)

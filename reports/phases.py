@@ -1,176 +1,32 @@
-r"""Plateaus, training phases and the conditioning of ``Σ_µµ`` within each phase.
+"""Plateaus and phases of a run's ``trajectory.csv``, by the one rule of :mod:`verification.phases`.
 
-**Plateau rule (log scale).** The loss of these runs falls as a staircase over decades, so the
-rule judges it on ``y = ln(L − floor)`` (``floor`` default 0; the excess ``L − floor`` is
-clipped below at ``10⁻¹²`` of its largest value so that a loss reaching numerical zero reads as
-flat). Over a trajectory with times ``t`` (run length ``T = t_end − t_0``) and stationarity
-residual ``g``:
-
-* the *relative fall rate* at each row is ``r(t) = −[y(t + h/2) − y(t − h/2)]/h``, the secant
-  of ``y`` (linearly interpolated between rows) over a window ``h = window · T`` (default 2% of
-  the run) centred on the row and cut at the ends of the run; ``r`` is the fraction of the loss
-  lost per time unit, whatever the loss's scale;
-* the *drop ahead* of a row is ``R = max r`` over that row and every later one: the fastest fall
-  still to come;
-* a row is *quiet* when ``r ≤ rate_rel · R`` with ``R > 0`` (default ``rate_rel = 0.5``: the
-  loss falls at most half as fast as the drop that will end the plateau) and the residual is
-  small, ``g ≤ g_rel · max g`` (default 10% of the run's largest residual; a loose filter);
-* a *plateau* is a maximal stretch of consecutive quiet rows lasting at least
-  ``min_duration · T`` (default 3% of the run) whose last row lies above every later loss by at
-  least ``ln(1 + loss_rel)`` in ``y`` (default ``loss_rel = 0.1``: the run leaves it by a fall
-  of more than 10%).
-
-A slow decay at the end of the run is therefore no plateau (nothing faster follows) and a
-shoulder is one although the loss still falls there, as long as it falls at most ``rate_rel``
-times as fast as the next drop.
-
-**Settled.** The run has *settled* on the longest final stretch, lasting at least
-``min_duration · T``, in which every window ``[t_i, t_i + min_duration · T]`` (the rows in it,
-at least two) has a least-squares slope of ``y`` against ``t`` with ``|slope| · T ≤ settle_rel``
-(default 0.1: at that rate the loss would change by less than about 10% over another run of
-the same length). On a 12-unit run that is a fall slower than about 0.8% per time unit; a loss
-still falling by several % per time unit has not settled, however small its change looks on a
-linear scale. Plateaus stop where the settled stretch starts.
-
-**Phases.** The boundaries are the ends of every plateau and every perturbation (births
-and deaths are marked but do not cut phases: the stochastic scheme has them at most steps);
-a phase is the stretch between two consecutive boundaries with at least two rows. Within each phase the report gives ``max/min`` of
-``λ_min(Σ_µµ)`` and the relative variation ``(max − min)/max``, beside the paper's
-observation (THEORY.md §10, claim 5) that it varied by at most 25% within each phase.
+The rule itself (plateaus, the settled stretch, phases and ``λ_min(Σ_µµ)`` within each) lives in
+:mod:`verification.phases`, which the ``conditioning`` claim judges with; this module only reads
+it off a :class:`~reports.inputs.Trajectory` (its columns and its ``events`` cells), so the run
+report's figures and tables count exactly the phases the claim counts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from itertools import pairwise
-
-import numpy as np
+from verification import phases as rule
+from verification.phases import PAPER_VARIATION, Phase, Plateau
 
 from .inputs import Trajectory
 
 __all__ = ["PAPER_VARIATION", "Phase", "Plateau", "event_times", "find_phases", "find_plateaus"]
 
-#: the paper's observation: λ_min(Σ_µµ) varied by at most 25% within each training phase.
-PAPER_VARIATION = 0.25
+
+def find_plateaus(traj: Trajectory, **params: float) -> list[Plateau]:
+    """:func:`verification.phases.find_plateaus` on the ``time``, ``loss`` and ``grad_norm`` columns (``params`` passed on)."""
+    return rule.find_plateaus(traj["time"], traj["loss"], traj["grad_norm"], **params)
 
 
-@dataclass(frozen=True)
-class Plateau:
-    """Rows ``start..stop`` (inclusive) of a trajectory where the loss stalls.
-
-    Attributes:
-        final: whether this is the final stretch where the run settled (not a plateau passed on the way).
-    """
-
-    start: int
-    stop: int
-    t_start: float
-    t_stop: float
-    loss: float
-    final: bool
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Rows ``start..stop`` (inclusive) between two boundaries, with the range of ``λ_min(Σ_µµ)``."""
-
-    start: int
-    stop: int
-    t_start: float
-    t_stop: float
-    sigma_lo: float
-    sigma_hi: float
-
-    @property
-    def ratio(self) -> float:
-        """``max/min`` of ``λ_min(Σ_µµ)`` over the phase."""
-        return self.sigma_hi / self.sigma_lo if self.sigma_lo > 0 else float("inf")
-
-    @property
-    def variation(self) -> float:
-        """``(max − min)/max`` of ``λ_min(Σ_µµ)`` over the phase (the paper's 25% measure)."""
-        return (self.sigma_hi - self.sigma_lo) / self.sigma_hi if self.sigma_hi > 0 else float("nan")
-
-
-def _fall_rate(t: np.ndarray, y: np.ndarray, h: float) -> np.ndarray:
-    """``−[y(t + h/2) − y(t − h/2)]/h`` at each row, ``y`` interpolated linearly, the window cut at the run's ends."""
-    lo, hi = np.clip(t - h / 2, t[0], t[-1]), np.clip(t + h / 2, t[0], t[-1])
-    width = hi - lo
-    fall = np.interp(lo, t, y) - np.interp(hi, t, y)
-    return np.divide(fall, width, out=np.zeros_like(fall), where=width > 0)
-
-
-def _settled_start(t: np.ndarray, y: np.ndarray, shortest: float, span: float, settle_rel: float) -> int:
-    """The first row of the longest final stretch whose windows of ``shortest`` all have ``|slope of y| · span ≤ settle_rel``.
-
-    Each window holds the rows in ``[t_i, t_i + shortest]`` (at least two); slopes are least-squares fits. ``len(t)`` if none.
-    """
-    n = len(t)
-    u = t - t[0]
-    c1, ct, cy, ctt, cty = (np.concatenate([[0.0], np.cumsum(v)]) for v in (np.ones(n), u, y, u * u, u * y))
-    start = n
-    for i in range(n - 2, -1, -1):
-        if t[i] + shortest > t[-1]:
-            continue
-        j = max(int(np.searchsorted(t, t[i] + shortest, side="right")), i + 2)
-        m, st, sy, stt, sty = (c[j] - c[i] for c in (c1, ct, cy, ctt, cty))
-        den = m * stt - st * st
-        slope = (m * sty - st * sy) / den if den > 0 else 0.0
-        if abs(slope) * span > settle_rel:
-            break
-        start = i
-    return start
-
-
-def find_plateaus(
-    traj: Trajectory,
-    g_rel: float = 0.1,
-    loss_rel: float = 0.1,
-    min_duration: float = 0.03,
-    settle_rel: float = 0.1,
-    rate_rel: float = 0.5,
-    window: float = 0.02,
-    floor: float = 0.0,
-) -> list[Plateau]:
-    """The plateaus of ``traj`` by the rule of this module's docstring, in time order (a settled stretch last)."""
-    t_all, loss_all, g_all = traj["time"], traj["loss"], traj["grad_norm"]
-    ok = np.isfinite(t_all) & np.isfinite(loss_all) & np.isfinite(g_all)
-    rows = np.flatnonzero(ok)
-    if rows.size < 3:
+def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
+    """:func:`verification.phases.find_phases` with the rows that carry a kick; ``[]`` without a ``sigma_min`` column."""
+    if "sigma_min" not in traj:
         return []
-    t, loss, g = t_all[rows], loss_all[rows], g_all[rows]
-    span = float(t[-1] - t[0])
-    if span <= 0 or np.any(np.diff(t) < 0):
-        return []
-    excess = loss - floor
-    top = float(np.max(excess))
-    if top <= 0:
-        return []
-    y = np.log(np.maximum(excess, 1e-12 * top))
-    rate = _fall_rate(t, y, window * span)
-    ahead = np.maximum.accumulate(rate[::-1])[::-1]
-    shortest = min_duration * span
-    settled = _settled_start(t, y, shortest, span, settle_rel)
-    quiet = (ahead > 0) & (rate <= rate_rel * ahead) & (g <= g_rel * float(np.max(g)))
-    quiet[settled:] = False
-    # each row's contiguity in the full trajectory: a non-finite row between two quiet ones breaks the stretch
-    gap = np.diff(rows) > 1
-    found = []
-    i, n = 0, len(t)
-    while i < n:
-        if not quiet[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < n and quiet[j + 1] and not gap[j]:
-            j += 1
-        below = float(np.min(y[j + 1 :])) if j + 1 < n else np.inf
-        if t[j] - t[i] >= shortest and y[j] - below >= np.log1p(loss_rel):
-            found.append(Plateau(int(rows[i]), int(rows[j]), float(t[i]), float(t[j]), float(np.median(loss[i : j + 1])), False))
-        i = j + 1
-    if settled < n - 1:
-        found.append(Plateau(int(rows[settled]), int(rows[-1]), float(t[settled]), float(t[-1]), float(np.median(loss[settled:])), True))
-    return found
+    kicks = [i for i, cell in enumerate(traj.events) if any(entry.strip().startswith("kick") for entry in cell.split(";"))]
+    return rule.find_phases(traj["time"], traj["sigma_min"], plateaus, kicks)
 
 
 def event_times(traj: Trajectory) -> dict[str, list[float]]:
@@ -183,26 +39,3 @@ def event_times(traj: Trajectory) -> dict[str, list[float]]:
         for entry in filter(None, (e.strip() for e in cell.split(";"))):
             out.setdefault(entry.split(":", 1)[0], []).append(float(time))
     return out
-
-
-def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
-    """The phases of ``traj`` (between plateau ends and perturbations) with their ``λ_min(Σ_µµ)`` range.
-
-    Returns an empty list when the trajectory has no ``sigma_min`` column.
-    """
-    if "sigma_min" not in traj:
-        return []
-    t, sigma = traj["time"], traj["sigma_min"]
-    cuts = {0, len(t)}
-    for plateau in plateaus:
-        cuts |= {plateau.start, plateau.stop + 1}
-    for i, cell in enumerate(traj.events):
-        if any(entry.strip().startswith("kick") for entry in cell.split(";")):
-            cuts.add(i)
-    edges = sorted(c for c in cuts if 0 <= c <= len(t))
-    phases = []
-    for lo, hi in pairwise(edges):
-        values = sigma[lo:hi][np.isfinite(sigma[lo:hi])]
-        if hi - lo >= 2 and values.size:
-            phases.append(Phase(lo, hi - 1, float(t[lo]), float(t[hi - 1]), float(values.min()), float(values.max())))
-    return phases

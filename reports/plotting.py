@@ -64,8 +64,13 @@ def new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def render_figure(fig: Figure, name: str, caption: str, folder: str = "figures") -> FigureFile:
-    """Render ``fig`` to PNG and SVG bytes (reproducibly: no dates, fixed SVG ids) for ``folder/name.*``."""
+def render_figure(fig: Figure, name: str, caption: str, folder: str = "figures", title: str | None = None) -> FigureFile:
+    """Render ``fig`` to PNG and SVG bytes (reproducibly: no dates, fixed SVG ids) for ``folder/name.*``.
+
+    ``title`` (e.g. the run a figure shows) becomes the figure's super-title.
+    """
+    if title:
+        fig.suptitle(literal(title), fontsize="small", color="#444")
     files = {}
     for fmt, meta in (("svg", _SVG_META), ("png", _PNG_META)):
         buffer = io.BytesIO()

@@ -10,8 +10,9 @@ from typing import Any
 from landscape.io import load_npz
 
 from . import fig_points, fig_run
-from .document import Section, Table, exact, short
+from .document import Section, Table
 from .inputs import find_particles, find_teacher_directions, read_json, read_trajectory
+from .numbers import format_number
 from .phases import PAPER_VARIATION, event_times, find_phases, find_plateaus
 from .plotting import render_figure
 
@@ -58,12 +59,12 @@ def run_section(run: Path, slug: str, title: str) -> Section:
     events = event_times(traj)
     summary = [
         ["rows recorded", str(len(traj))],
-        ["final time", exact(last["time"])],
-        ["final loss", exact(last["loss"])],
-        ["final residual ‖∇δL/δµ‖", exact(last["grad_norm"])],
+        ["final time", format_number(last["time"])],
+        ["final loss", format_number(last["loss"])],
+        ["final residual ‖∇δL/δµ‖", format_number(last["grad_norm"])],
     ]
     if "sigma_min" in last:
-        summary.append(["final λ_min(Σ_µµ)", exact(last["sigma_min"])])
+        summary.append(["final λ_min(Σ_µµ)", format_number(last["sigma_min"])])
     summary += [[f"{kind} events", str(len(times))] for kind, times in sorted(events.items())]
     status_file = run / "status.json"
     if status_file.is_file():
@@ -78,8 +79,8 @@ def run_section(run: Path, slug: str, title: str) -> Section:
         section.tables.append(
             Table(
                 ["kind", "t start", "t end", "duration", "loss (median)"],
-                [["settled" if p.final else "plateau", short(p.t_start), short(p.t_stop), short(p.t_stop - p.t_start), short(p.loss, 6)]
-                 for p in plateaus],
+                [["settled" if p.final else "plateau", format_number(p.t_start), format_number(p.t_stop),
+                  format_number(p.t_stop - p.t_start), format_number(p.loss, 6)] for p in plateaus],
                 caption="Plateaus (on ln L): the loss falls at most half as fast as the fastest later drop, residual ≤ 10% "
                 "of its peak, ≥ 3% of the run, then a fall of more than 10%; settled: the fitted ln L slope × run length "
                 "≤ 0.1 in every window of 3% of the run until the end",
@@ -89,7 +90,7 @@ def run_section(run: Path, slug: str, title: str) -> Section:
         section.tables.append(
             Table(
                 ["phase", "t start", "t end", "λ_min(Σ_µµ) min", "max", "max/min", "variation", f"≤ {PAPER_VARIATION:.0%}"],
-                [[str(i + 1), short(p.t_start), short(p.t_stop), short(p.sigma_lo), short(p.sigma_hi), short(p.ratio),
+                [[str(i + 1), format_number(p.t_start), format_number(p.t_stop), format_number(p.sigma_lo), format_number(p.sigma_hi), format_number(p.ratio),
                   f"{p.variation:.1%}", "yes" if p.variation <= PAPER_VARIATION else "no"] for i, p in enumerate(phases)],
                 caption="Conditioning within each phase (phases end at plateau boundaries and perturbations)",
             )
@@ -100,17 +101,20 @@ def run_section(run: Path, slug: str, title: str) -> Section:
         fig_run.loss_figure(traj, plateaus, floor), f"{slug}-loss",
         "Loss against time; plateaus shaded (orange: passed, green: settled), perturbations dashed, births/deaths as ticks"
         + ("; dotted: the noise floor ½τ²." if floor else "."),
+        title=title,
     ))
     section.figures.append(render_figure(
         fig_run.residual_figure(traj, plateaus, g_thr), f"{slug}-residual",
         "Stationarity residual ‖∇δL/δµ‖ in L²(µ) on a log scale: it dips at saddles and decays at a minimum"
         + ("; dotted: the perturbation threshold g_thr." if g_thr is not None else "."),
+        title=title,
     ))
     if phases:
         section.figures.append(render_figure(
             fig_run.sigma_figure(traj, phases), f"{slug}-sigma",
             "λ_min(Σ_µµ) with each phase's [min, max] band and its max/min ratio; "
             f"green bands vary by at most {PAPER_VARIATION:.0%} (the paper's observation), orange ones by more.",
+            title=title,
         ))
     return section
 
@@ -123,7 +127,7 @@ def _scalars(raw: dict[str, Any], prefix: str = "") -> list[list[str]]:
         if isinstance(value, dict) and prefix.count(".") < 1:
             rows += _scalars(value, f"{name}.")
         elif isinstance(value, (int, float, str, bool)) or value is None:
-            rows.append([name, exact(value)])
+            rows.append([name, format_number(value)])
     return rows
 
 
@@ -154,6 +158,7 @@ def analysis_section(
             fig_points.spectra_figure([row]), f"{slug}-spectrum",
             "Smallest Hessian eigenvalues off the null directions (orange: negative, a descent direction); "
             "the deflated null directions are counted apart.",
+            title=title,
         ))
     psi_file = folder / "psi0.npz"
     particles = find_particles(folder, raw, measure) if psi_file.is_file() else None
@@ -168,6 +173,7 @@ def analysis_section(
             fig_points.psi0_figure(particles["w"], psi["w"], u, float(lam) if isinstance(lam, (int, float)) else None), f"{slug}-psi0",
             "ψ0 drawn on the particles: each particle's w projected on the teacher directions (dots), teacher neurons "
             "(stars), and ψ0's w part as arrows (the direction the eigenfunction moves each particle).",
+            title=title,
         ))
     curvature = raw.get("curvature")
     if isinstance(curvature, dict) and isinstance(curvature.get("ratio"), (int, float)) and math.isfinite(curvature["ratio"]):
@@ -176,5 +182,6 @@ def analysis_section(
         section.figures.append(render_figure(
             fig_points.curvature_figure([row]), f"{slug}-curvature",
             "Flat curvature ratio (d²L/ds²)/L(µ)² beside −4/(k R₁²): the bound holds when the dot lies below the bar.",
+            title=title,
         ))
     return section

@@ -5,6 +5,10 @@ Under ``OUT/<claim-id>/`` each claim's evidence is searched for run directories
 ``rates/escape.json``, ``rates/decay.json`` and ``benign-landscape/critical_points.json``;
 each is drawn when present and skipped silently when absent. Evidence that cannot be read
 becomes a note in the claim's section, never a failed report.
+
+A claim's section shows one summary figure (its first claim-level figure, else its first
+run's first figure); the other figures and each run's material sit in collapsed details, each
+figure titled with the run it shows, so that a claim fits a screen or two.
 """
 
 from __future__ import annotations
@@ -14,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from . import fig_points, fig_rates
-from .document import Section, Table, exact
-from .inputs import Claim, read_json
+from .document import Banner, Section, Table
+from .inputs import Claim, Metric, VerifyOutput, read_json
+from .numbers import format_number, format_uncertain
 from .plotting import render_figure
 from .sections_run import analysis_section, run_section
 
-__all__ = ["MAX_RUNS", "claim_sections", "claims_table"]
+__all__ = ["MAX_RUNS", "MAX_TABLE_ROWS", "claim_sections", "claims_table", "provenance_section", "verify_banner"]
 
 #: at most this many run directories and this many analysis folders are drawn per claim.
 MAX_RUNS = 3
+#: a claim's table with more rows than this is shown collapsed.
+MAX_TABLE_ROWS = 8
 
 
 def slugify(text: str) -> str:
@@ -30,23 +37,78 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def _margin(claim: Claim) -> str:
-    """The metric called ``margin`` (or ending in ``_margin``), written exactly; ``-`` when there is none."""
-    for name, metric in claim.metrics.items():
-        if name == "margin" or name.endswith("_margin"):
-            return exact(metric.value) + ("" if not metric.uncertainty else f" ± {exact(metric.uncertainty)}")
-    return "-"
+def _value(metric: Metric) -> str:
+    """A metric's value and uncertainty in concise notation; ``n/a`` where it is not applicable or undefined."""
+    return format_uncertain(metric.value, metric.uncertainty) if metric.applicable else "n/a"
 
 
 def claims_table(claims: list[Claim]) -> Table:
-    """One row per claim: id, verdict, key (first) metric, its uncertainty, margin (thresholds are in each claim's section)."""
+    """One row per claim: id, verdict, key (first) metric, wall time (thresholds are in each claim's section)."""
     rows = []
     for claim in claims:
         name, metric = next(iter(claim.metrics.items()), ("-", None))
-        value = "-" if metric is None else f"{name} = {exact(metric.value)}"
-        sigma = "-" if metric is None or metric.uncertainty is None else exact(metric.uncertainty)
-        rows.append([claim.id, claim.verdict, value, sigma, _margin(claim)])
-    return Table(["claim", "verdict", "key metric", "±", "margin"], rows, caption="Claims", css="claims", verdict_column=1)
+        value = "-" if metric is None else f"{name} = {_value(metric)}"
+        seconds = "-" if claim.seconds is None else f"{claim.seconds:.1f} s"
+        rows.append([claim.id, claim.verdict, value, seconds])
+    return Table(["claim", "verdict", "key metric", "time"], rows, caption="Claims", css="claims", verdict_column=1)
+
+
+def verify_banner(output: VerifyOutput) -> Banner:
+    """The status a verify report opens with: failed claims with their reasons, and every regression as a table."""
+    lines = []
+    for claim in output.claims:
+        if claim.verdict == "fail":
+            reasons = "; ".join(claim.failures) if claim.failures else f"threshold not met ({claim.threshold})"
+            lines.append(f"{claim.id} failed: {reasons}")
+        elif claim.verdict == "inconclusive":
+            lines.append(f"{claim.id} inconclusive: the evidence neither clears nor contradicts its threshold")
+    if output.compared and output.provenance.get("baseline"):
+        lines.append(f"compared with the baseline {output.provenance['baseline']}")
+    table = None
+    if output.regressions:
+        rows = []
+        for change in output.regressions:
+            old, new = _pair(change.get("old"), change.get("new"))
+            rows.append([str(change.get("claim")), str(change.get("metric")), old, new,
+                         _tolerance(change.get("tolerance")), str(change.get("note", ""))])
+        table = Table(["claim", "metric", "old", "new", "tolerance", "note"], rows,
+                      caption=f"Regressions against the baseline ({len(rows)})")
+    return Banner(output.status == "pass", output.headline, lines, table)
+
+
+def _pair(old: Any, new: Any) -> tuple[str, str]:
+    """Two numbers with as many significant digits (4 at least) as it takes to tell them apart."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new)):
+        return format_number(old), format_number(new)
+    for digits in range(4, 18):
+        if f"{old:.{digits}g}" != f"{new:.{digits}g}":
+            break
+    return f"{old:.{digits}g}", f"{new:.{digits}g}"
+
+
+def _tolerance(tol: Any) -> str:
+    """A metric's tolerance in words (``-`` for a verdict change)."""
+    if not isinstance(tol, dict):
+        return "-"
+    return ", ".join(f"{key} {format_number(value) if isinstance(value, float) else value}" for key, value in tol.items())
+
+
+def provenance_section(provenance: dict[str, Any]) -> Section:
+    """What ran, where and how long: a two-column table (a schema-1 results.json has none: a paragraph says so)."""
+    section = Section("Provenance", anchor="provenance")
+    if not provenance:
+        section.paragraphs.append("results.json records no provenance (written by an older landscape verify).")
+        return section
+    rows = []
+    for key, value in provenance.items():
+        if key == "blas" and isinstance(value, list):
+            value = "; ".join(f"{b.get('internal_api')} {b.get('version')}: {b.get('num_threads')} threads"
+                              for b in value if isinstance(b, dict)) or "not recorded"
+        elif key == "seconds" and isinstance(value, dict):
+            value = f"{format_number(value.get('total'))} s in all (per claim: see the claims table)"
+        rows.append([key.replace("_", " "), "n/a" if value is None else str(value)])
+    section.tables.append(Table(["", "value"], rows, caption="Provenance"))
+    return section
 
 
 def claim_sections(claims: list[Claim], root: Path) -> list[Section]:
@@ -59,25 +121,41 @@ def claim_sections(claims: list[Claim], root: Path) -> list[Section]:
 
 
 def _claim_section(claim: Claim, root: Path, slug: str) -> Section:
+    """Statement, threshold, failures, metrics, a short table and one summary figure in the page; the rest in details."""
     section = Section(f"{claim.id}: {claim.verdict}", anchor=slug)
     if claim.statement:
         section.paragraphs.append(claim.statement)
     section.paragraphs.append(f"Threshold: {claim.threshold}")
+    section.notes += [f"Failed: {failure}" for failure in claim.failures]
     section.tables.append(Table(
-        ["metric", "value", "uncertainty", "description"],
-        [[name, exact(m.value), exact(m.uncertainty), m.description] for name, m in claim.metrics.items()],
+        ["metric", "value", "description"],
+        [[name, _value(m), m.description] for name, m in claim.metrics.items()],
         caption="Metrics",
+        css="metrics",
     ))
     if claim.table:
         columns = list(dict.fromkeys(key for row in claim.table for key in row))
-        section.tables.append(Table([str(c) for c in columns], [[exact(row.get(c, "")) for c in columns] for row in claim.table],
-                                    caption="Table"))
+        table = Table([str(c) for c in columns], [[format_number(row.get(c, "")) for c in columns] for row in claim.table],
+                      caption="Table", css="wide")
+        if len(claim.table) <= MAX_TABLE_ROWS:
+            section.tables.append(table)
+        else:
+            section.details.append(Section(f"Table ({len(claim.table)} rows)", tables=[table]))
     if claim.evidence:
         section.paragraphs.append("Evidence: " + ", ".join(claim.evidence))
     folder = root / claim.id
     if folder.is_dir() and folder.resolve().is_relative_to(root.resolve()):
-        _special_figures(claim.id, folder, slug, section)
-        _evidence_sections(folder, root, slug, section)
+        figures = Section("figures")
+        _special_figures(claim.id, folder, slug, figures)
+        section.notes += figures.notes
+        runs = _evidence_sections(folder, root, slug, section)
+        if figures.figures:
+            section.figures.append(figures.figures[0])
+            if figures.figures[1:]:
+                section.details.insert(0, Section(f"More figures ({len(figures.figures) - 1})", figures=figures.figures[1:]))
+        elif runs and runs[0].figures:
+            section.figures.append(runs[0].figures.pop(0))
+        section.details += runs
     return section
 
 
@@ -87,11 +165,13 @@ def _special_figures(claim_id: str, folder: Path, slug: str, section: Section) -
         _guarded(section, escape, lambda: section.figures.append(render_figure(
             fig_rates.escape_figure(*fig_rates.escape_data(read_json(escape))), f"{slug}-escape",
             "Escape time from a strict saddle against log(1/r): measurements, the fitted line, and the theory slope 1/|λ_min|.",
+            title=f"{claim_id}: {claim_id}/escape.json",
         )))
     if claim_id == "rates" and decay.is_file():
         _guarded(section, decay, lambda: section.figures.append(render_figure(
             fig_rates.decay_figure(*fig_rates.decay_data(read_json(decay))), f"{slug}-decay",
             "L − L* near a global minimum on a log scale, with the fitted rate and the predicted rate 2λ⁺_min.",
+            title=f"{claim_id}: {claim_id}/decay.json",
         )))
     if claim_id == "benign-landscape" and points.is_file():
         _guarded(section, points, lambda: _critical_point_figures(read_json(points), slug, section))
@@ -111,6 +191,7 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
             fig_points.spectra_figure(spectra), f"{slug}-spectra",
             "Hessian spectra at the critical points found (λ_min alone where no spectrum was recorded; orange: "
             "negative eigenvalues; grey crosses: null directions, shown apart, or their deflated count).",
+            title="benign-landscape: critical_points.json",
         ))
     curvature = [
         fig_points.CurvatureRow(str(p.get("name", i)), float(p["curvature_ratio"]),
@@ -122,6 +203,7 @@ def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:
             fig_points.curvature_figure(curvature), f"{slug}-curvature",
             "Flat curvature ratio (d²L/ds²)/L² at each non-global critical point beside −4/(k R₁²) (black bars); "
             "orange dots contradict the bound.",
+            title="benign-landscape: critical_points.json",
         ))
 
 
@@ -146,8 +228,13 @@ def _floats(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
-def _evidence_sections(folder: Path, root: Path, slug: str, section: Section) -> None:
-    """Figures of the run directories and analysis folders under ``folder`` (at most :data:`MAX_RUNS` each)."""
+def _evidence_sections(folder: Path, root: Path, slug: str, section: Section) -> list[Section]:
+    """One sub-section per run directory and analysis folder under ``folder`` (at most :data:`MAX_RUNS` of each kind).
+
+    Each holds the run's first table and its figures, titled with the run's path; notes about
+    unreadable evidence go to ``section``.
+    """
+    subs = []
     for marker, build, what in (("trajectory.csv", run_section, "run"), ("analysis.json", analysis_section, "analysis")):
         found = sorted(p.parent for p in folder.rglob(marker) if p.is_file())
         for i, path in enumerate(found[:MAX_RUNS]):
@@ -155,15 +242,18 @@ def _evidence_sections(folder: Path, root: Path, slug: str, section: Section) ->
 
             def add(path: Path = path, rel: str = rel, i: int = i, build=build, what: str = what) -> None:
                 sub = build(path, f"{slug}-{what}{i}-{slugify(path.name)}", f"{what}: {rel}")
-                section.tables += sub.tables[:1]
-                section.tables[-1].caption = f"{what}: {rel}"
-                section.figures += sub.figures
+                sub.tables = sub.tables[:1]
+                if sub.tables:
+                    sub.tables[0].caption = f"{what}: {rel}"
                 section.notes += sub.notes
+                sub.notes = []
+                subs.append(sub)
 
             _guarded(section, path / marker, add)
         if len(found) > MAX_RUNS:
             where = folder.relative_to(root).as_posix()
             section.paragraphs.append(f"{len(found) - MAX_RUNS} more {what} folder(s) under {where}/ not drawn.")
+    return subs
 
 
 def _guarded(section: Section, path: Path, action) -> None:

@@ -53,7 +53,7 @@ radius = 0.01
 """
 
 def orthogonal_teacher(k0: int, d: int, scale: float = 1.0, activation: str = "erf") -> Teacher:
-    """THEORY.md §9: ``u_l = s e_l``, ``c_l = e_l``, ``l = 1..k°``."""
+    """docs/theory.md §9: ``u_l = s e_l``, ``c_l = e_l``, ``l = 1..k°``."""
     return Teacher(np.eye(k0), scale * np.eye(d)[:k0], activation)
 
 
@@ -80,7 +80,7 @@ def sampled_landscape(teacher: Teacher, x: np.ndarray, activation: str | None = 
 
 
 def dead_neuron_saddle(k0: int = 3, d: int = 5, scale: float = 1.0) -> tuple[Teacher, ParticleMeasure]:
-    """THEORY.md §9: k° − 1 features learned, the last particle dead at ``s e_{k°+1}``."""
+    """docs/theory.md §9: k° − 1 features learned, the last particle dead at ``s e_{k°+1}``."""
     teacher = orthogonal_teacher(k0, d, scale)
     rows = [*range(k0 - 1), k0]
     return teacher, ParticleMeasure(np.eye(k0), scale * np.eye(d)[rows])

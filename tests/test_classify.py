@@ -1,4 +1,4 @@
-"""Every verdict of THEORY.md §8 reached on a constructed case, with its certificate."""
+"""Every verdict of docs/theory.md §8 reached on a constructed case, with its certificate."""
 
 import numpy as np
 import pytest

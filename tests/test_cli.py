@@ -92,3 +92,18 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path):
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == ["error: unknown key(s) in [teacher]: bogus."]
+
+
+def test_an_interrupt_exits_130_with_one_line_and_no_partial_output(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during analyze's writes: exit 130, the one line ``error: interrupted``, and no analysis.json
+    (written last: a folder without it is no analyze output); the files that were written are whole."""
+    from landscape.measure import ParticleMeasure
+
+    def interrupted(self, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ParticleMeasure, "save", interrupted)
+    out = tmp_path / "out"
+    status, stdout, err = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", str(EXAMPLES / "saddle.npz"), "--out", str(out))
+    assert status == 130 and stdout == "" and err == "error: interrupted\n"
+    assert not (out / "analysis.json").exists() and not list(out.glob("*.tmp"))

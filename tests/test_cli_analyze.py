@@ -46,6 +46,19 @@ def test_analyze_json_at_the_saddle_writes_psi0_and_the_report(capsys, tmp_path)
 def test_analyze_table_output_and_refine(capsys):
     status, out, _ = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "teacher.npz", "--refine")
     assert status == 0 and "global_minimum" in out and "refinement residual" in out
+    assert "refinement converged           yes" in out
+
+
+def test_text_mode_says_when_refinement_did_not_converge(capsys, tmp_path):
+    """One Newton step from a random measure cannot reach refine_tol: the table says so, and why."""
+    problem = tmp_path / "p.toml"
+    problem.write_text(PROBLEM.read_text() + "\n[analysis]\nrefine_maxiter = 1\n")
+    status, out, _ = _run(capsys, "analyze", "--problem", problem, "--measure", EXAMPLES / "random.npz", "--refine")
+    assert status == 0
+    assert "refinement converged           NO, stopped by maxiter" in out
+    _, json_out, _ = _run(capsys, "analyze", "--problem", problem, "--measure", EXAMPLES / "random.npz", "--refine", "--json")
+    refinement = json.loads(json_out)["refinement"]
+    assert refinement["converged"] is False and refinement["reason"] == "maxiter"
 
 
 def test_degenerate_prints_a_loud_warning(capsys, tmp_path):
@@ -87,7 +100,7 @@ def test_bad_measure_and_bad_out_are_errors(capsys, tmp_path):
     clash = tmp_path / "file"
     clash.write_text("x")
     status, _, err = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--out", clash)
-    assert status == 2 and "not a directory" in err
+    assert status == 2 and "not a folder" in err
     zero = tmp_path / "z.npz"
     saddle = np.load(EXAMPLES / "saddle.npz")
     np.savez(zero, a=np.vstack([saddle["a"], saddle["a"][:1]]), w=np.vstack([saddle["w"], saddle["w"][:1]]), p=np.array([0.25, 0.25, 0.5, 0.0]))

@@ -123,7 +123,7 @@ def test_nonfinite_field_stops_with_the_last_good_checkpoint(tmp_path, capsys, m
     monkeypatch.setattr(ParticleFlow, "_field", faulty_field)
     run = tmp_path / "run"
     capsys.readouterr()
-    assert main(["train", "--problem", str(problem), "--out", str(run)]) == 1
+    assert main(["train", "--problem", str(problem), "--out", str(run), "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert err == "" and out.startswith("stopped at step")
     status = json.loads((run / "status.json").read_text())

@@ -1,4 +1,4 @@
-"""Flat second variation along µ_s = (1 − s)µ + sν and the curvature test of THEORY.md §7."""
+"""Flat second variation along µ_s = (1 − s)µ + sν and the curvature test of docs/theory.md §7."""
 
 import numpy as np
 import pytest

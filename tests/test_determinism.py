@@ -89,7 +89,7 @@ def test_analyze_twice_is_bitwise_identical(tmp_path, capsys):
         assert main(argv) == 0
         outputs.append(capsys.readouterr().out)
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
-    assert a.keys() == b.keys() == {"analysis.json", "psi0.npz", "measure.npz"}
+    assert a.keys() == b.keys() == {"analysis.json", "psi0.npz", "measure.npz", ".landscape-analyze"}
     assert a == b
     assert outputs[0] == outputs[1]
     assert "seconds" not in a["analysis.json"].decode()  # no timing field to mask
@@ -97,7 +97,7 @@ def test_analyze_twice_is_bitwise_identical(tmp_path, capsys):
 
 def _without_seconds(obj):
     if isinstance(obj, dict):
-        return {k: _without_seconds(v) for k, v in obj.items() if k != "seconds"}
+        return {k: _without_seconds(v) for k, v in obj.items() if k not in ("seconds", "provenance")}  # times, date, --out
     if isinstance(obj, list):
         return [_without_seconds(v) for v in obj]
     return obj

@@ -1,5 +1,5 @@
 """Tests of :mod:`landscape.dynamics.flow`: the particle velocity, the dissipation rate and
-the energy identity ``dE/dt = −Σ p_i |∇δE/δµ(θ_i)|² (− α Σ p δ² − η‖∂_Γ L‖²)`` (THEORY.md §6)."""
+the energy identity ``dE/dt = −Σ p_i |∇δE/δµ(θ_i)|² (− α Σ p δ² − η‖∂_Γ L‖²)`` (docs/theory.md §6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tests of :mod:`landscape.dynamics.perturbation`: the isotropic ball draw and the Hessian-guided
-draw with covariance ``H_µ²`` (checked against a dense float64 Hessian, STYLE.md §2)."""
+draw with covariance ``H_µ²`` (checked against a dense float64 Hessian)."""
 
 from __future__ import annotations
 

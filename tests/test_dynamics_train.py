@@ -1,4 +1,4 @@
-"""End-to-end tests of :func:`landscape.dynamics.train` and ``landscape train`` (THEORY.md §6, §9, §10).
+"""End-to-end tests of :func:`landscape.dynamics.train` and ``landscape train`` (docs/theory.md §6, §9, §10).
 
 Realizable convergence, a saddle that stays a saddle and is escaped with a kick, birth–death
 off a plateau, the η → ∞ limit, run-directory contents, and kill −9 then ``--resume``.
@@ -23,10 +23,11 @@ from conftest import ERF_TEACHER_TOML, KICKED_RUN_TOML
 from landscape import ParticleMeasure
 from landscape.cli import main
 from landscape.dynamics import train
+from landscape.dynamics.rundir import RunDirectory
 from verification.threads import single_thread
 
 S = 1.5
-SADDLE = ParticleMeasure(np.eye(2), S * np.eye(3)[[0, 2]])  # THEORY.md §9: e_2 unlearned, dead neuron at s e_3
+SADDLE = ParticleMeasure(np.eye(2), S * np.eye(3)[[0, 2]])  # docs/theory.md §9: e_2 unlearned, dead neuron at s e_3
 SADDLE_LOSS = 0.5 * (2 / np.pi) * np.arcsin(2 * S**2 / (1 + 2 * S**2))  # ½ κ(u_2, u_2)
 
 
@@ -42,7 +43,7 @@ def _rows(run: Path) -> list[dict]:
 
 
 def test_realizable_problem_reaches_the_global_minimum(tmp_path):
-    """M = L = 2 particles, erf teacher (k = k° = 2, d = 3): L − L* < 1e-8 (THEORY.md §10.3)."""
+    """M = L = 2 particles, erf teacher (k = k° = 2, d = 3): L − L* < 1e-8 (docs/theory.md §10.3)."""
     body = '[init]\nparticles = 2\nseed = 0\n[dynamics]\ntime = 200.0\nintegrator = "dopri5"\n'
     body += "rtol = 1e-7\natol = 1e-10\nrecord_every = 50\n"
     result = train(_problem(tmp_path, body), tmp_path / "run")
@@ -74,7 +75,7 @@ def test_run_started_at_a_saddle_stays_there(tmp_path):
 
 @pytest.mark.parametrize("kick", ["isotropic", "hessian"])
 def test_perturbation_escapes_the_saddle(tmp_path, kick):
-    """One kick of radius 1e-3 at the saddle, then the flow falls to the global minimum (THEORY.md §10.3)."""
+    """One kick of radius 1e-3 at the saddle, then the flow falls to the global minimum (docs/theory.md §10.3)."""
     result = train(_problem(tmp_path, _saddle_body(tmp_path, kick, 40.0)), tmp_path / "run")
     rows = _rows(tmp_path / "run")
     kicks = [r for r in rows if r["events"]]
@@ -92,7 +93,7 @@ def _scout_start(tmp_path: Path) -> None:
 
 
 def test_birth_death_reaches_the_minimum_where_the_plain_flow_stalls(tmp_path):
-    """THEORY.md §10.7: from the scout start, birth–death reaches L − L* < 1e-8 by t = 1; the plain flow
+    """docs/theory.md §10.7: from the scout start, birth–death reaches L − L* < 1e-8 by t = 1; the plain flow
     is still on the plateau (above 0.9 of the saddle loss; it leaves it only near t ≈ 4).
 
     Why α = 1e6: near the minimum every force is made by the residual dead mass q itself
@@ -125,7 +126,7 @@ def test_birth_death_reaches_the_minimum_where_the_plain_flow_stalls(tmp_path):
 
 @pytest.mark.slow
 def test_large_timescale_ratio_approaches_the_landscape_flow(tmp_path):
-    """THEORY.md §10.6: the distance to the η = ∞ flow at t = 2 falls like 1/η.
+    """docs/theory.md §10.6: the distance to the η = ∞ flow at t = 2 falls like 1/η.
 
     The start is well conditioned (|Γ*| ≈ 2): the limit needs η above the particles' own rates,
     which grow like |Γ|² when Σ_µµ is ill conditioned.
@@ -145,7 +146,7 @@ def test_run_directory_contents(tmp_path):
     body = '[init]\nparticles = 3\n[dynamics]\nsteps = 6\nstep_size = 0.05\nrecord_every = 2\nsnapshot_every = 3\ncheckpoint_every = 4\n'
     result = train(_problem(tmp_path, body), tmp_path / "run")
     run = tmp_path / "run"
-    expected = ["checkpoint.npz", "config.toml", "final.npz", "snapshots", "status.json", "trajectory.csv"]
+    expected = [".landscape-train", "checkpoint.npz", "config.toml", "final.npz", "snapshots", "status.json", "trajectory.csv"]
     assert sorted(p.name for p in run.iterdir()) == expected
     assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step_00000003.npz", "step_00000006.npz"]
     assert [int(r["step"]) for r in _rows(run)] == [0, 2, 4, 6]
@@ -246,15 +247,78 @@ def test_kill_then_resume_is_bitwise_identical(tmp_path):
     assert any(e.startswith("kick") for e in events) and any("death" in e or "birth" in e for e in events)
 
 
-def test_quiet_without_a_terminal_and_a_bar_with_one(tmp_path, capsys):
-    """Not a terminal: nothing on stderr, one summary line on stdout; a given stream gets the bar."""
-    problem = _problem(tmp_path, "[init]\nparticles = 2\n[dynamics]\nsteps = 3\n")
-    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "a")]) == 0
+def test_progress_lines_on_stderr_and_quiet(tmp_path, capsys):
+    """Progress lines from the first step on (elapsed, t/T, ETA), at most one per interval; ``--quiet``: none."""
+    problem = _problem(tmp_path, "[init]\nparticles = 2\n[dynamics]\ntime = 0.05\nstep_size = 0.01\n")
+    args = ["train", "--problem", str(problem), "--progress-interval", "0"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
     out, err = capsys.readouterr()
-    assert err == "" and out.count("\n") == 1 and out.startswith("completed 3 steps")
+    assert out.count("\n") == 1 and out.startswith("completed 5 steps")
+    lines = err.splitlines()
+    assert len(lines) == 5 and all(line.startswith("train: ") and " elapsed " in line and "ETA " in line for line in lines)
+    assert "step 1  t 0.01/0.05 (20.0%)" in lines[0] and "step 5  t 0.05/0.05 (100.0%)  ETA 0:00" in lines[-1]
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "b")]) == 0  # default interval: 5 s
+    assert len(capsys.readouterr().err.splitlines()) == 1  # the first step only (the run takes < 5 s)
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    by_steps = _problem(tmp_path, "[init]\nparticles = 2\n[dynamics]\nsteps = 4\n", "steps.toml")
     stream = io.StringIO()
-    train(problem, tmp_path / "b", progress=stream)
-    assert "step 3" in stream.getvalue() and stream.getvalue().endswith("\n")
+    train(by_steps, tmp_path / "d", progress=stream, progress_interval=0.0)
+    assert "step 4/4 (100.0%)" in stream.getvalue().splitlines()[-1]
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "e"), "--progress-interval", "-1"]) == 2
+    assert "progress_interval" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+WALL_CLOCK_BODY = KICKED_RUN_TOML.format(steps=30, checkpoint_every=1000, snapshot_every=0)
+
+
+def _checkpointed_steps(monkeypatch, interrupt_after: int | None = None) -> list[int]:
+    """Record the step of every checkpoint written; raise KeyboardInterrupt after the one at ``interrupt_after``."""
+    steps: list[int] = []
+    real = RunDirectory.save_checkpoint
+
+    def recording(self, ckpt):
+        real(self, ckpt)
+        steps.append(ckpt.step)
+        if ckpt.step == interrupt_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDirectory, "save_checkpoint", recording)
+    return steps
+
+
+def test_wall_clock_checkpoints_change_no_number_and_resume_bitwise(tmp_path, monkeypatch):
+    """checkpoint_seconds tiny: a checkpoint after every step, the first included (checkpoint_every = 1000
+    alone writes only steps 0 and 30); the run is bitwise the run without them, and a run interrupted
+    after the wall-clock checkpoint of step 5 resumes to the same bytes."""
+    timed = WALL_CLOCK_BODY.replace("seed = 11\n", "seed = 11\ncheckpoint_seconds = 1e-9\n")
+    steps = _checkpointed_steps(monkeypatch)
+    train(_problem(tmp_path, WALL_CLOCK_BODY.replace("seed = 11\n", "seed = 11\ncheckpoint_seconds = 0\n"), "plain.toml"), tmp_path / "plain")
+    assert steps == [0, 30]
+    steps.clear()
+    problem = _problem(tmp_path, timed, "timed.toml")
+    train(problem, tmp_path / "reference")
+    assert steps == list(range(31))
+    reference, plain = tmp_path / "reference", tmp_path / "plain"
+    for name in ("final.npz", "trajectory.csv", "checkpoint.npz"):
+        assert (reference / name).read_bytes() == (plain / name).read_bytes(), name
+    assert any(r["events"] for r in _rows(reference))  # the random generator was used (birth–death)
+    steps = _checkpointed_steps(monkeypatch, interrupt_after=5)
+    run = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(problem, run)
+    assert RunDirectory(run).load_checkpoint().step == 5 and not (run / "final.npz").exists()
+    train(problem, run, resume=True)
+    for name in ("final.npz", "trajectory.csv", "checkpoint.npz"):
+        assert (run / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_checkpoint_seconds_is_validated_and_documented(tmp_path, capsys):
+    problem = _problem(tmp_path, "[dynamics]\nsteps = 2\ncheckpoint_seconds = -1\n")
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "run")]) == 2
+    assert "[dynamics] checkpoint_seconds must be ≥ 0" in capsys.readouterr().err
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "checkpoint_seconds = 60.0" in readme and "--progress-interval" in readme
 
 
 def test_stiff_flow_is_flagged(tmp_path, capsys):

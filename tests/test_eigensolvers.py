@@ -1,4 +1,4 @@
-"""Lanczos and LOBPCG on operators with known spectra and on THEORY.md §9, checked by residuals."""
+"""Lanczos and LOBPCG on operators with known spectra and on docs/theory.md §9, checked by residuals."""
 
 import numpy as np
 import pytest
@@ -67,7 +67,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("method", ["lanczos", "lobpcg"])
 def test_section9_dead_neuron_saddle_has_exactly_one_negative_eigenvalue(method):
-    """THEORY.md §9: the dead-neuron saddle (k = k° = 3, d = 6): one negative eigenvalue, ψ0 matches eigh."""
+    """docs/theory.md §9: the dead-neuron saddle (k = k° = 3, d = 6): one negative eigenvalue, ψ0 matches eigh."""
     landscape = orthogonal_teacher_landscape(3, 6)
     mu = dead_neuron_saddle(3, 6)
     lam, vec = dense_spectrum(landscape, mu)
@@ -84,7 +84,7 @@ def test_section9_dead_neuron_saddle_has_exactly_one_negative_eigenvalue(method)
 
 
 def test_section9_teacher_has_no_negative_and_k_squared_zero_eigenvalues():
-    """THEORY.md §9: at the teacher (M = k = 3, erf) exactly k² = 9 zero eigenvalues, none negative."""
+    """docs/theory.md §9: at the teacher (M = k = 3, erf) exactly k² = 9 zero eigenvalues, none negative."""
     landscape = orthogonal_teacher_landscape(3, 6)
     lam, _ = dense_spectrum(landscape, teacher_measure(3, 6))
     assert np.sum(np.abs(lam) < 1e-8) == 9 and lam.min() > -1e-8

@@ -1,4 +1,4 @@
-"""The first variation against an independent symbolic derivation (sympy), THEORY.md §5."""
+"""The first variation against an independent symbolic derivation (sympy), docs/theory.md §5."""
 
 from __future__ import annotations
 

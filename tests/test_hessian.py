@@ -1,4 +1,4 @@
-"""Hessian-vector products against the dense ``torch.func.hessian`` (THEORY.md §7)."""
+"""Hessian-vector products against the dense ``torch.func.hessian`` (docs/theory.md §7)."""
 
 import numpy as np
 import pytest
@@ -96,7 +96,7 @@ def test_hvp_works_under_no_grad():
 
 
 def test_gradient_blocks_are_weighted_velocities():
-    """∂F/∂θ_i = p_i ∇_θ δL/δµ(θ_i) (THEORY.md §6)."""
+    """∂F/∂θ_i = p_i ∇_θ δL/δµ(θ_i) (docs/theory.md §6)."""
     landscape = orthogonal_teacher_landscape(features=2, dim=3)
     mu = _random_measure(4, 2, 3, seed=3, uniform=False)
     a, w, p = mu.tensors()

@@ -1,4 +1,4 @@
-"""Null directions that symmetries explain: counts, orthonormality in L²(µ), and annihilation by H (THEORY.md §7)."""
+"""Null directions that symmetries explain: counts, orthonormality in L²(µ), and annihilation by H (docs/theory.md §7)."""
 
 import numpy as np
 import torch

@@ -1,4 +1,4 @@
-"""The operator template and the Wasserstein Hessian P^{-1/2} ∇²F P^{-1/2} against dense references (THEORY.md §7)."""
+"""The operator template and the Wasserstein Hessian P^{-1/2} ∇²F P^{-1/2} against dense references (docs/theory.md §7)."""
 
 import numpy as np
 import pytest

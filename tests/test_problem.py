@@ -1,4 +1,4 @@
-"""The attention landscape: losses, Γ*, first variation, velocity and THEORY.md §9 answers."""
+"""The attention landscape: losses, Γ*, first variation, velocity and docs/theory.md §9 answers."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_raw_first_variation_matches_zero_weight_probe_autograd(case, rng):
 
 @pytest.mark.parametrize("case", range(4))
 def test_integral_of_raw_first_variation_vanishes(case, rng):
-    """∫ G dµ = 0 at every N: L(cµ) = L(µ) (THEORY.md §5)."""
+    """∫ G dµ = 0 at every N: L(cµ) = L(µ) (docs/theory.md §5)."""
     _, landscape = _problems(rng)[case]
     measure = random_measure(rng, m=5, k=2, d=3 + int(landscape.bias), uniform=False)
     a, w, p = measure.tensors()
@@ -169,7 +169,7 @@ def test_finite_prompt_loss_approaches_infinite_at_rate_one_over_n(rng):
 
 
 def test_dead_neuron_saddle_loss_and_zero_residual():
-    """THEORY.md §9: L_∞ = ½ κ(u_3, u_3) (+ ½τ²), ‖∇δL/δµ‖ = 0."""
+    """docs/theory.md §9: L_∞ = ½ κ(u_3, u_3) (+ ½τ²), ‖∇δL/δµ‖ = 0."""
     teacher, measure = dead_neuron_saddle(k0=3, d=5, scale=1.3)
     landscape = exact_landscape(teacher, noise=0.2)
     result = landscape.evaluate(measure)

@@ -1,4 +1,4 @@
-r"""Property-based tests (hypothesis) of the attention landscape, THEORY.md §3–5.
+r"""Property-based tests (hypothesis) of the attention landscape, docs/theory.md §3–5.
 
 Random problems: activations erf, relu, tanh, sigmoid, gelu (teacher σ the student's or
 erf), the exact (kernel) and the Monte Carlo backend, ``N = ∞`` and finite ``N``, with and
@@ -155,7 +155,7 @@ def _random_invertible(rng: np.random.Generator, k: int, spread: float = 2.0) ->
 @PROPERTY
 @given(case=cases(), seed=st.integers(0, 2**32 - 1))
 def test_loss_is_invariant_under_particle_permutations(case, seed):
-    """µ is a measure: the order in which its atoms are listed cannot matter (THEORY.md §2)."""
+    """µ is a measure: the order in which its atoms are listed cannot matter (docs/theory.md §2)."""
     order = torch.as_tensor(np.random.default_rng(seed).permutation(case.a.shape[0]))
     ls = case.landscape
     assert float(ls.loss(case.a[order], case.w[order], case.p[order])) == pytest.approx(
@@ -166,7 +166,7 @@ def test_loss_is_invariant_under_particle_permutations(case, seed):
 @PROPERTY
 @given(case=cases(), seed=st.integers(0, 2**32 - 1))
 def test_loss_is_invariant_under_gl_k(case, seed):
-    """``h_µ ↦ B h_µ`` (``a_i ↦ B a_i``) leaves ``L_N`` and ``L_∞`` unchanged (THEORY.md §4)."""
+    """``h_µ ↦ B h_µ`` (``a_i ↦ B a_i``) leaves ``L_N`` and ``L_∞`` unchanged (docs/theory.md §4)."""
     b, cond_b = _random_invertible(np.random.default_rng(seed), case.a.shape[1])
     ls = case.landscape
     moved = case.a @ b.T
@@ -180,7 +180,7 @@ def test_loss_is_invariant_under_gl_k(case, seed):
 @PROPERTY
 @given(case=cases(), log_c=st.floats(-3.0, 3.0))
 def test_loss_is_invariant_under_scaling_the_mass(case, log_c):
-    """``L(cµ) = L(µ)`` for ``c > 0`` and unnormalised weights (THEORY.md §5)."""
+    """``L(cµ) = L(µ)`` for ``c > 0`` and unnormalised weights (docs/theory.md §5)."""
     c = 10.0**log_c
     ls = case.landscape
     assert float(ls.loss(case.a, case.w, c * case.p)) == pytest.approx(
@@ -192,7 +192,7 @@ def test_loss_is_invariant_under_scaling_the_mass(case, log_c):
 @PROPERTY
 @given(case=cases())
 def test_raw_first_variation_integrates_to_zero(case):
-    """``∫ G dµ = Σ_i p_i G(θ_i) = d/dc L(cµ)|_{c=1} = 0`` at every N (THEORY.md §5)."""
+    """``∫ G dµ = Σ_i p_i G(θ_i) = d/dc L(cµ)|_{c=1} = 0`` at every N (docs/theory.md §5)."""
     g = case.landscape.raw_first_variation(case.a, case.w, case.p, case.a, case.w)
     integral = float((case.p * g).sum())
     magnitude = float((case.p * g.abs()).sum())
@@ -202,7 +202,7 @@ def test_raw_first_variation_integrates_to_zero(case):
 @PROPERTY
 @given(case=cases(), seed=st.integers(0, 2**32 - 1))
 def test_raw_first_variation_is_the_derivative_along_a_dirac(case, seed):
-    """``G(θ) = d/dε L(µ + ε δ_θ)|₀`` (THEORY.md §5).
+    """``G(θ) = d/dε L(µ + ε δ_θ)|₀`` (docs/theory.md §5).
 
     The reference appends θ as an extra particle of weight ε and differentiates the whole
     loss in ε by autograd (moments of M + 1 particles, solves, traces), a path independent
@@ -349,7 +349,7 @@ def test_exact_kernel_gram_matrix_is_positive_semidefinite(sets):
        noise=st.sampled_from((0.0, 0.2)), seed=st.integers(0, 2**32 - 1))
 def test_teacher_measure_attains_the_noise_floor(activation, d, k0, noise, seed):
     """Realizable, ``N = ∞``: the teacher itself (``a_l = L c_l``, ``w_l = u_l``, ``p = 1/L``)
-    has ``h_µ = f°``, so ``L_∞ = L* = ½τ²`` (THEORY.md §4)."""
+    has ``h_µ = f°``, so ``L_∞ = L* = ½τ²`` (docs/theory.md §4)."""
     rng = np.random.default_rng(seed)
     neurons = k0 + int(rng.integers(0, 2))
     c, u = rng.standard_normal((neurons, k0)), rng.standard_normal((neurons, d)) / math.sqrt(d)

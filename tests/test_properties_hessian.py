@@ -3,7 +3,7 @@
 Over the random problems, measures and activations of :mod:`test_properties` (its
 ``cases`` strategy is reused):
 
-* the Wasserstein Hessian ``H = P^{-1/2} ∇²F P^{-1/2}`` (THEORY.md §7) is symmetric:
+* the Wasserstein Hessian ``H = P^{-1/2} ∇²F P^{-1/2}`` (docs/theory.md §7) is symmetric:
   ``⟨u, Hv⟩ = ⟨Hu, v⟩`` up to rounding amplified by ``cond Σ_µµ`` (and ``cond A_N``), ``1/p_min``
   and the size of the sums (particles × sample);
 * every Rayleigh quotient ``⟨x, Hx⟩ / ⟨x, x⟩`` lies in ``[λ_min, λ_max]`` (the dense
@@ -11,7 +11,7 @@ Over the random problems, measures and activations of :mod:`test_properties` (it
   residual ``‖Hv − λv‖``, and ``λ_min ≤`` the quotient of every coordinate direction;
 * the sampled landscape converges to the exact one: at ``N = ∞`` the mean error of
   ``L_∞`` over independent samples shrinks by a factor > 2 when the sample grows 64-fold
-  (the ``n^{-1/2}`` rate predicts 8; THEORY.md §3).
+  (the ``n^{-1/2}`` rate predicts 8; docs/theory.md §3).
 """
 
 from __future__ import annotations

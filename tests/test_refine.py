@@ -1,4 +1,4 @@
-"""Newton–Krylov refinement back to a critical point (THEORY.md §8)."""
+"""Newton–Krylov refinement back to a critical point (docs/theory.md §8)."""
 
 import numpy as np
 import pytest

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from landscape.cli import main
 from landscape.dynamics.rundir import COLUMNS
 from landscape.io import save_npz
+from reports import fig_points
 from reports.build import build_report
-from reports.inputs import Trajectory, read_trajectory
+from reports.inputs import Trajectory, read_trajectory, read_verify
 from reports.markdown import md_escape
 from reports.phases import find_phases, find_plateaus
 
 EVIL = '<script>alert("x")</script>'
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--window-size=390,844", "--virtual-time-budget=5000",
+    "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000",
 ]
 
 
@@ -50,7 +52,7 @@ def write_run(folder: Path, n: int = 301) -> Path:
 
 
 def write_analysis(folder: Path, name: str = "saddle") -> Path:
-    """An analyze output at the dead-neuron saddle (THEORY.md §9): analysis.json, psi0.npz, measure.npz, config.toml."""
+    """An analyze output at the dead-neuron saddle (docs/theory.md §9): analysis.json, psi0.npz, measure.npz, config.toml."""
     folder.mkdir(parents=True)
     w = 1.5 * np.eye(4)[[0, 1, 3]]
     psi_w = np.zeros((3, 4))
@@ -87,7 +89,16 @@ def write_verify(folder: Path) -> list[dict]:
          "threshold": "variation ≤ 25% per phase", "evidence": ["conditioning/run0"], "table": [], "seconds": 0.5},
     ]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
+    regression = {"claim": "rates", "metric": "decay_ratio", "old": 0.9931, "new": 0.9731234567891234,
+                  "tolerance": {"rtol": 0.001, "atol": 0.0, "sigmas": 0.0, "bad": "either"}, "regression": True,
+                  "note": "moved down by 0.02 > tolerance 0.000993"}
+    results = {"schema": 2, "status": "fail", "counts": {"pass": 1, "fail": 1, "inconclusive": 1, "regressions": 1},
+               "headline": "ignored: recomputed from the records", "regressions": [regression], "changes": [regression],
+               "provenance": {"command": "landscape verify --profile quick", "profile": "quick", "baseline": "quick.json",
+                              "torch_threads": 1, "blas": [{"internal_api": "openblas", "version": "0.3", "num_threads": 1}],
+                              "seconds": {"total": 4.0, "per_claim": {"rates": 1.5}}},
+               "results": records}
+    (folder / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     rates = folder / "rates"
     rates.mkdir()
     radii = [1e-1, 1e-2, 1e-3, 1e-4]
@@ -121,11 +132,21 @@ def verify_report(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 
 # ------------------------------------------------------------------------ tests
-def _md_number(cell: str) -> float | None:
-    return None if cell == "n/a" else float(cell)
+def _concise(cell: str) -> tuple[float, float | None, float]:
+    """``(value, uncertainty or None, half a unit of the last digit shown)`` of a cell written by format_uncertain."""
+    if "±" in cell:
+        value, err = (float(x) for x in cell.split("±"))
+        return value, err, 5e-4 * abs(value)
+    match = re.fullmatch(r"(-?\d+)(?:\.(\d+))?\((\d+)\)(?:e(-?\d+))?", cell)
+    if match is None:
+        return float(cell), None, 5e-4 * abs(float(cell))  # 4 significant digits
+    whole, decimals, err_digits, exponent = match.groups()
+    unit = 10.0 ** (int(exponent or 0) - len(decimals or ""))
+    return float(f"{whole}.{decimals or 0}") * 10.0 ** int(exponent or 0), int(err_digits) * unit, 0.5 * unit
 
 
 def test_markdown_holds_the_numbers_of_results_json(verify_report):
+    """Every metric to its shown digits: the value and its uncertainty within half a unit of the last digit."""
     folder, records = verify_report
     text = (folder / "summary.md").read_text(encoding="utf-8")
     for record in records:
@@ -133,10 +154,44 @@ def test_markdown_holds_the_numbers_of_results_json(verify_report):
         rows = {}
         for line in section.split("**Metrics**", 1)[1].split("\n\n", 2)[1].splitlines()[2:]:
             cells = [c.strip() for c in line.strip("|").split(" | ")]
-            rows[cells[0].replace("\\", "")] = (_md_number(cells[1]), _md_number(cells[2]))
-        expected = {name: (m["value"], m["uncertainty"]) for name, m in record["metrics"].items()}
-        assert rows == expected
+            rows[cells[0].replace("\\", "")] = cells[1]
+        assert rows.keys() == record["metrics"].keys()
+        for name, metric in record["metrics"].items():
+            if metric["value"] is None:
+                assert rows[name] == "n/a"
+                continue
+            value, err, half_unit = _concise(rows[name])
+            assert abs(value - metric["value"]) <= half_unit, (name, rows[name])
+            if metric["uncertainty"]:
+                assert err is not None and abs(err - metric["uncertainty"]) <= half_unit, (name, rows[name])
         assert record["verdict"] in section.split("\n", 1)[0]
+    assert "0.973(12)" in text  # decay_ratio 0.97312… ± 0.0123
+
+
+def test_verify_report_leads_with_status_regressions_and_provenance(verify_report):
+    folder, _ = verify_report
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    head = html.split('<section id="claims"', 1)[0]
+    assert '<div class="banner banner-fail" id="status"' in head
+    assert "FAIL: 1 of 3 claims pass; 1 claim failed, 1 regression, 1 inconclusive" in head
+    row = head.split('<td data-label="claim">rates</td>', 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[:3] == ["decay_ratio", "0.9931", "0.9731"] and cells[3].startswith("rtol 0.001")
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
+    assert summary.index("**FAIL: 1 of 3") < summary.index("| rates | decay\\_ratio | 0.9931 | 0.9731 |") < summary.index("## Claims")
+    provenance = html.split('<section id="provenance">', 1)[1].split("</section>", 1)[0]
+    assert "landscape verify --profile quick" in provenance and "openblas 0.3: 1 threads" in provenance
+
+
+def test_schema_1_results_still_read(tmp_path):
+    """A results.json that is the bare list of records (before schema 2) gives the same claims, no baseline recorded."""
+    records = [{"id": "toy", "verdict": "fail", "metrics": {"m": {"value": 1.0}}, "threshold": "t"}]
+    (tmp_path / "results.json").write_text(json.dumps(records))
+    output = read_verify(tmp_path / "results.json")
+    assert [c.id for c in output.claims] == ["toy"] and output.status == "fail" and not output.compared
+    assert output.regressions == [] and output.provenance == {}
+    build_report(tmp_path, tmp_path / "report")
+    assert "toy failed: threshold not met (t)" in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
 
 
 def test_html_escapes_user_text(verify_report):
@@ -281,28 +336,48 @@ radius = 0.01
 
 
 # ---------------------------------------------------------------- the browser
+CHROMIUM = "/usr/bin/chromium"  # the Debian package ``chromium``; .ci/run installs it
+
+#: appended to a copy of a page: once loaded, records each section's height (in viewport heights),
+#: the banner's bottom edge, and every element reaching past the viewport's sides (outside the
+#: tables' own scroll boxes, with every <details> opened) in ``data-layout`` on <body>.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var vw = document.documentElement.clientWidth, vh = window.innerHeight, banner = document.getElementById("status");
+  var out = {vh: vh, sections: {}, wide: [], bannerBottom: banner ? banner.getBoundingClientRect().bottom : null};
+  document.querySelectorAll("section[id]").forEach(function (s) { out.sections[s.id] = s.getBoundingClientRect().height / vh; });
+  document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+  document.querySelectorAll("body *").forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (!el.closest(".scroll") && r.width > 0 && (r.right > vw + 1 || r.left < -1)) { out.wide.push(el.tagName + " " + r.right); }
+  });
+  out.pageWidth = document.documentElement.scrollWidth / vw;
+  document.body.setAttribute("data-layout", JSON.stringify(out));
+});
+</script>"""
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The Chromium binary; installed with apt-get (Debian package ``chromium``) when missing and possible."""
-    found = shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium")
-    if not found and shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        try:
-            install = ["apt-get", "install", "-y", "chromium"]
-            if subprocess.run(install, env=env, check=False, capture_output=True, timeout=900).returncode != 0:
-                subprocess.run(["apt-get", "update"], env=env, check=False, capture_output=True, timeout=300)
-                subprocess.run(install, env=env, check=False, capture_output=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        found = shutil.which("chromium")
-    if not found:
-        pytest.skip("headless Chromium is not installed and could not be installed with apt-get (needs root and network).")
-    return found
+    """The headless Chromium binary; the browser tests skip where it is not installed."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"headless Chromium is not installed at {CHROMIUM} (.ci/run installs the Debian package chromium).")
+    return CHROMIUM
 
 
-def _browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+def _browse(chromium: str, profile: Path, *args: str, size: str = "390,844") -> subprocess.CompletedProcess:
+    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--window-size={size}", f"--user-data-dir={profile}", *args],
                           check=False, capture_output=True, text=True, timeout=180)
+
+
+def layout(chromium: str, page: Path, size: str, profile: Path) -> dict:
+    """The page's layout as :data:`LAYOUT_PROBE` measures it, in a window of ``size`` (``"width,height"``)."""
+    probe = page.with_name(f"probe-{size.replace(',', 'x')}.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    dom = _browse(chromium, profile, "--dump-dom", probe.as_uri(), size=size)
+    probe.unlink()
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return json.loads(html.unescape(re.search(r'data-layout="([^"]*)"', dom.stdout).group(1)))
 
 
 def test_html_report_loads_in_headless_chromium(chromium, verify_report, tmp_path):
@@ -318,6 +393,36 @@ def test_html_report_loads_in_headless_chromium(chromium, verify_report, tmp_pat
     shot = tmp_path / "phone.png"
     result = _browse(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", url)
     assert result.returncode == 0 and shot.is_file() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+
+
+def test_html_report_layout_in_headless_chromium(chromium, verify_report, tmp_path):
+    """On a desktop window each claim fits 2.5 screens and the regression banner the first; nothing is wider than a phone."""
+    folder, records = verify_report
+    desktop = layout(chromium, folder / "index.html", "1280,900", tmp_path / "profile-desktop")
+    claims = {k: v for k, v in desktop["sections"].items() if k.startswith("claim-")}
+    assert len(claims) == len(records) and max(claims.values()) <= 2.5, claims
+    assert desktop["bannerBottom"] is not None and desktop["bannerBottom"] <= desktop["vh"]
+    assert desktop["wide"] == [] and desktop["pageWidth"] <= 1.0
+    phone = layout(chromium, folder / "index.html", "390,844", tmp_path / "profile-phone")
+    assert phone["wide"] == [] and phone["pageWidth"] <= 1.0, phone["wide"]
+
+
+def test_curvature_figure_labels_do_not_overlap():
+    """Long point names and close bars (the benign-landscape figure): no two tick or value labels overlap."""
+    rows = [fig_points.CurvatureRow(f"§9 saddle, {k} dead, random a, perturbed 1e-3 from the teacher", -100.0 * (k + 1), -0.05)
+            for k in range(7)]
+    fig = fig_points.curvature_figure(rows)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # the constrained layout places everything
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.get_xticklabels() if t.get_text()] + [t for t in ax.texts if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert len(labels) == 3 * len(rows)
+    for i, a in enumerate(boxes):
+        assert fig.bbox.contains(a.x0, a.y0) and fig.bbox.contains(a.x1, a.y1), labels[i].get_text()
+        for j in range(i + 1, len(boxes)):
+            assert not a.overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())
 
 
 def test_report_command_draws_psi0_from_given_measure_and_problem(tmp_path):

@@ -1,4 +1,4 @@
-"""The expressivity claim (THEORY.md §10.1) and its comparison models.
+"""The expressivity claim (docs/theory.md §10.1) and its comparison models.
 
 The comparators are checked against sampling (convergence as the sample grows) and against
 cases with a known answer; the claim runs in the quick profile, and a frozen MLP (the flow
@@ -7,6 +7,7 @@ replaced by its initial measure) makes it fail.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -16,6 +17,9 @@ import torch
 from landscape.config import parse_problem
 from landscape.dynamics.config import InitConfig
 from landscape.dynamics.initialisation import initial_measure
+from landscape.expectations import ExactGaussianExpectation
+from landscape.measure import ParticleMeasure
+from landscape.problem import AttentionLandscape
 from landscape.teacher import Teacher
 from verification import expressivity
 from verification.comparators import (
@@ -96,3 +100,63 @@ def test_a_frozen_mlp_makes_expressivity_fail(tmp_path, monkeypatch):
     result = expressivity.check(ONE_SEED, prepare_evidence_dir(tmp_path / "expressivity"), TaskPool())
     assert result.verdict == "fail"
     assert result.metrics["mlp_unexplained_worst"].value > expressivity.CANNOT_TOL
+
+
+@pytest.mark.parametrize("case", range(len(expressivity.MOMENT_CASES)))
+def test_exact_moments_agree_with_monte_carlo_in_every_kernel_case(case):
+    teacher, student, bias = expressivity.MOMENT_CASES[case]
+    row = expressivity._moment_case(teacher, student, bias, expressivity.MOMENT_SAMPLES, case)
+    assert row["max_z"] <= expressivity.MOMENT_SIGMAS and row["max_abs"] < 0.05
+    assert row["gamma_gap"] <= expressivity.GAMMA_RTOL
+
+
+def test_the_moment_check_flags_a_wrong_relu_kernel_and_a_wrong_teacher_activation(monkeypatch):
+    kernels = importlib.import_module("landscape.kernels")
+    true_relu = kernels.relu_kernel
+    monkeypatch.setattr(kernels, "relu_kernel", lambda u, v: true_relu(u, v) - 0.25 * (u @ v.T))  # linear term halved
+    assert expressivity._moment_case("relu", "relu", False, expressivity.MOMENT_SAMPLES, 1)["max_z"] > expressivity.MOMENT_SIGMAS
+    monkeypatch.undo()
+
+    def student_for_teacher(self, w):
+        u1, b1 = (w[:, :-1], w[:, -1]) if self.bias else (w, None)
+        return kernels.gaussian_kernel(self.activation, u1, b1, self.activation, self._u, None, self.quadrature)
+
+    monkeypatch.setattr(ExactGaussianExpectation, "_kernel_teacher", student_for_teacher)
+    assert expressivity._moment_case("sigmoid", "tanh", True, expressivity.MOMENT_SAMPLES, 2)["max_z"] > expressivity.MOMENT_SIGMAS
+
+
+def test_the_gamma_check_flags_a_transposed_gamma_star(monkeypatch):
+    true_gamma = AttentionLandscape.gamma_from_moments
+    monkeypatch.setattr(AttentionLandscape, "gamma_from_moments", lambda self, *m: true_gamma(self, *m).T)
+    assert expressivity._moment_case("erf", "erf", False, 10_000, 0)["gamma_gap"] > expressivity.GAMMA_RTOL
+
+
+def _finite_n_at_a_random_measure() -> dict:
+    landscape = parse_problem(expressivity.PROBLEM).landscape()
+    rng = np.random.default_rng(5)
+    measure = ParticleMeasure(rng.standard_normal((2, 2)), rng.standard_normal((2, 4)) / 2)
+    return expressivity._finite_n(landscape, measure, (2.0, 4.0), 5)
+
+
+def test_the_one_over_n_coefficient_matches_its_closed_form_and_flags_a_wrong_k_mu(monkeypatch):
+    row = _finite_n_at_a_random_measure()
+    assert row["coefficient_error"] <= expressivity.COEFF_RTOL and row["slope"] == pytest.approx(-1.0, abs=0.01)
+
+    def without_noise(self, sigma_mm, sigma_mt, fourth):  # τ² dropped from K_µ = Q_µ + τ²Σ_µµ
+        n = float(self.prompt_length)
+        return (1.0 - 1.0 / n) * sigma_mt @ sigma_mt.T + fourth / n
+
+    monkeypatch.setattr(AttentionLandscape, "_attention_covariance", without_noise)
+    wrong = _finite_n_at_a_random_measure()
+    assert wrong["coefficient_error"] > expressivity.FAIL_COEFF
+    assert wrong["slope"] == pytest.approx(-1.0, abs=0.01)  # the slope alone cannot see it
+
+
+def test_a_wrong_kernel_makes_expressivity_fail(tmp_path, monkeypatch):
+    """Can-fail at claim level: a ReLU kernel with its linear term halved (the flow, on erf, is untouched)."""
+    kernels = importlib.import_module("landscape.kernels")
+    true_relu = kernels.relu_kernel
+    monkeypatch.setattr(kernels, "relu_kernel", lambda u, v: true_relu(u, v) - 0.25 * (u @ v.T))
+    result = expressivity.check(ONE_SEED, prepare_evidence_dir(tmp_path / "expressivity"), TaskPool())
+    assert result.verdict == "fail"
+    assert result.metrics["moment_max_z"].value > expressivity.MOMENT_SIGMAS

@@ -82,7 +82,10 @@ def test_verify_cli_baseline_round_trip_and_tampered_baseline_exits_1(tmp_path, 
     base = tmp_path / "baseline.json"
     args = ["verify", "--profile", "quick", "--claims", "toy", "--out", str(tmp_path / "out"), "--no-report"]
     assert main([*args, "--baseline", str(base), "--update-baseline"]) == 0
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert written["schema"] == 2 and written["status"] == "pass" and written["regressions"] == []
+    assert written["provenance"]["profile"] == "quick" and "--claims toy" in written["provenance"]["command"]
+    results = written["results"]
     assert results[0]["id"] == "toy" and results[0]["verdict"] == "pass"
     assert {"id", "verdict", "metrics", "threshold"} <= set(results[0])
     assert load_baseline(base)[0].metrics["power"].value == 1024
@@ -93,6 +96,12 @@ def test_verify_cli_baseline_round_trip_and_tampered_baseline_exits_1(tmp_path, 
     capsys.readouterr()
     assert main([*args, "--baseline", str(base)]) == 1
     assert "REGRESSION: toy power" in capsys.readouterr().out
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert written["status"] == "fail" and written["counts"]["regressions"] == 1
+    (regression,) = written["regressions"]
+    assert (regression["claim"], regression["metric"], regression["old"], regression["new"]) == ("toy", "power", 1000.0, 1024.0)
+    assert regression["tolerance"]["rtol"] == 1e-12 and written["provenance"]["baseline"] == str(base)
+    assert load_baseline(tmp_path / "out" / "results.json")[0].metrics["power"].value == 1024  # the new form reads back
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Claim ``two-timescale`` (THEORY.md §10.6): the quick profile, the exponent fit, and a frozen Γ that fails."""
+"""Claim ``two-timescale`` (docs/theory.md §10.6): the quick profile, the exponent fit, and a frozen Γ that fails."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's claims (THEORY.md §10) as numerical checks, one module per claim.
+"""The paper's claims (docs/theory.md §10) as numerical checks, one module per claim.
 
 To come (issue: verification): expressivity, benign-landscape, saddle-avoidance, rates,
 conditioning, two-timescale and birth-death, each a function from a profile to a result

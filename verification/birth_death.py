@@ -1,10 +1,10 @@
-"""Claim ``birth-death`` (THEORY.md §10.7; Kim & Suzuki 2024 after Rotskoff et al. 2019).
+"""Claim ``birth-death`` (docs/theory.md §10.7; Kim & Suzuki 2024 after Rotskoff et al. 2019).
 
 With birth–death (Wasserstein–Fisher–Rao weights, or stochastic kill/clone), the flow
 converges from poor initialisations — all particles in a small region, or too few
 directions — where the plain Wasserstein flow stalls.
 
-Measured on the orthogonal erf teacher of THEORY.md §9 (``k° = k = 2``, ``d = 3``,
+Measured on the orthogonal erf teacher of docs/theory.md §9 (``k° = k = 2``, ``d = 3``,
 ``u_l = 1.5 e_l``) with ``M = 6`` particles and three poor starts, each trained to the same
 time ``T`` by the plain flow, by WFR and by stochastic birth–death (both at rate
 :data:`RATE`), fixed-step RK4:
@@ -17,14 +17,18 @@ time ``T`` by the plain flow, by WFR and by stochastic birth–death (both at ra
   subspace ``w ⟂ u_2`` is invariant under all three flows — ``Σ_µ° e_2 = 0`` there, so the
   ``e_2``-velocity ``∝ aᵀ C c_2`` vanishes — and birth–death cannot leave it: WFR moves only
   weights, and stochastic birth–death only clones particles already in the support.
-  More generally ``δL/δµ(a, w) = a·∇_a δL/δµ`` (THEORY.md §5, linear in ``a``), so every
+  More generally ``δL/δµ(a, w) = a·∇_a δL/δµ`` (docs/theory.md §5, linear in ``a``), so every
   measure at which the Wasserstein velocity vanishes is also stationary for the
   Fisher–Rao part: in this model birth–death cannot act where the plain flow is stationary.
 
 A judged start *stalls* when the plain flow's final ``(L − L*)/L(0)`` exceeds
 :data:`STALL_FRACTION`; birth–death *rescues* it when its best final gap is at most
-``1/``:data:`FACTOR` of the plain flow's. Pass: some judged start stalls and every stalled
-start is rescued. Fail: a stalled start that birth–death improves by less than a factor 2.
+``1/``:data:`FACTOR` of the plain flow's. Pass: some judged start stalls, every stalled
+start is rescued and birth–death harms no start. Fail: a stalled start that birth–death
+improves by less than a factor 2, or birth–death *harms* a judged start: one of its runs
+(WFR or stochastic) ends with a gap above :data:`WORSE_FACTOR` × the plain flow's plus a noise
+allowance :data:`NOISE_FRACTION` × ``L(0)`` (the stochastic scheme's kills and clones leave
+gaps a few times the plain one at these small values), or does not decrease the loss at all.
 Otherwise (in particular when no judged start stalls: the claim's premise is not met)
 inconclusive, with every gap reported.
 """
@@ -50,7 +54,7 @@ CLAIM_ID = "birth-death"
 STATEMENT = (
     "With birth–death (Wasserstein–Fisher–Rao or stochastic), the flow converges from poor initialisations "
     "(all particles in a small region, or too few directions) where the plain flow stalls "
-    "(Kim & Suzuki 2024 after Rotskoff et al. 2019, THEORY.md §10.7)."
+    "(Kim & Suzuki 2024 after Rotskoff et al. 2019, docs/theory.md §10.7)."
 )
 #: the plain flow stalls when its final (L − L*)/L(0) exceeds this.
 STALL_FRACTION = 0.1
@@ -58,6 +62,9 @@ STALL_FRACTION = 0.1
 FACTOR = 10.0
 #: fail: a stalled start that birth–death improves by less than this factor.
 FAIL_FACTOR = 2.0
+#: fail: a birth–death gap above WORSE_FACTOR × the plain gap + NOISE_FRACTION × L(0) (birth–death made it worse).
+WORSE_FACTOR = 2.0
+NOISE_FRACTION = 0.01
 RATE = 10.0
 RADIUS = 0.05
 NEAR_MISSING_EPS = 1e-3
@@ -68,7 +75,10 @@ TOLERANCES = {
     "worst_plain_gap": Tolerance(rtol=1.0, atol=1e-4, bad="either"),
     "worst_birth_death_gap": Tolerance(rtol=1.0, atol=1e-4, bad="up"),
     "best_improvement": Tolerance(rtol=0.5, atol=0.1, bad="down"),
+    "worst_harm": Tolerance(rtol=1.0, atol=0.1, bad="up"),
+    "rescued_starts": Tolerance(rtol=0.0, atol=0.5, bad="down"),
     "missing_direction_gap": Tolerance(rtol=0.05, atol=1e-4, bad="either"),
+    "missing_direction_improvement": Tolerance(rtol=0.0, atol=0.1, bad="either"),
 }
 
 PROBLEM = orthogonal_teacher_problem(k0=2, d=3, scale=1.5)
@@ -134,6 +144,12 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
                 "stochastic gap": bd["stochastic"]["gap"],
                 "stalled": bool(fraction > STALL_FRACTION or plain["status"] != "completed"),
                 "improvement": plain["gap"] / best["gap"] if best["gap"] > 0 else math.inf,
+                # > 1: birth–death made this start worse than the plain flow beyond noise, or did not decrease L
+                "harm": max(
+                    max(r["gap"] / (WORSE_FACTOR * plain["gap"] + NOISE_FRACTION * plain["loss_initial"]), r["gap"] / r["loss_initial"])
+                    if math.isfinite(r["gap"]) else math.inf
+                    for r in bd.values()
+                ),
             }
         )
     judged = [r for r in rows if r["judged"]]
@@ -149,6 +165,12 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         "best_improvement": Metric(
             max(r["improvement"] for r in judged), 0.0, "largest plain gap / best birth–death gap over judged starts"
         ),
+        "worst_harm": Metric(
+            max(r["harm"] for r in judged),
+            0.0,
+            f"largest over judged starts and both schemes of max(gap / ({WORSE_FACTOR:g}·plain gap + {NOISE_FRACTION:g}·L(0)), "
+            "gap / L(0)); > 1: birth–death made the start worse, or did not decrease L",
+        ),
         "missing_direction_gap": Metric(
             missing["plain gap"], 0.0, "final L − L* of the plain flow with w ⟂ u_2 exactly (not judged; invariant subspace)"
         ),
@@ -156,8 +178,9 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
             missing["improvement"], 0.0, "plain gap / best birth–death gap with w ⟂ u_2 exactly (≈ 1: birth–death stalls too)"
         ),
     }
-    passes = bool(stalled) and len(rescued) == len(stalled)
-    fails = any(r["improvement"] < FAIL_FACTOR for r in stalled)
+    harmed = [r for r in judged if not r["harm"] <= 1.0]
+    passes = bool(stalled) and len(rescued) == len(stalled) and not harmed
+    fails = any(r["improvement"] < FAIL_FACTOR for r in stalled) or bool(harmed)
     evidence = [write_evidence(out, "runs.json", runs), write_evidence(out, "gaps.json", rows)]
     return ClaimResult(
         id=CLAIM_ID,
@@ -166,8 +189,10 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         metrics=metrics,
         threshold=(
             f"at t = {time:g}: a judged start stalls when the plain flow's (L − L*)/L(0) > {STALL_FRACTION:g}; pass: some "
-            f"start stalls and birth–death (rate {RATE:g}) makes every stalled start's gap ≥ {FACTOR:g}× smaller; fail: a "
-            f"stalled start improved < {FAIL_FACTOR:g}×; inconclusive otherwise (no stall: the premise is not met)"
+            f"start stalls and birth–death (rate {RATE:g}) makes every stalled start's gap ≥ {FACTOR:g}× smaller and harms "
+            f"none; fail: a stalled start improved < {FAIL_FACTOR:g}×, or on any judged start a birth–death run ends above "
+            f"{WORSE_FACTOR:g}× the plain gap + {NOISE_FRACTION:g}·L(0) or above L(0) (worst_harm > 1); inconclusive otherwise "
+            "(no stall: the premise is not met)"
         ),
         evidence=evidence + [f"{out.name}/{start}_{seed}/{v}/run" for start, seed in starts[:1] for v in VARIANTS],
         table=rows,

@@ -1,4 +1,4 @@
-r"""Extra check ``collinear-teacher``: teacher neurons made nearly collinear (THEORY.md §4, §10 open questions).
+r"""Extra check ``collinear-teacher``: teacher neurons made nearly collinear (docs/theory.md §4, §10 open questions).
 
 Teacher: erf, ``k° = L = 2``, ``c = I``, ``u_1 = s e_1``, ``u_2 = s(cos α e_1 + sin α e_2)``,
 ``s = 1.5``, ``d = 3``, ``τ = 0.1``. As ``α → 0`` the two true features become nearly
@@ -17,7 +17,7 @@ for a fixed time and report:
 * the finite-prompt ICL error ``L_N − ½τ²`` at ``N = 50`` at the global minimum (the teacher
   itself; ``L_N`` is GL(k)-invariant, so every global minimiser, whose features span ``f°``,
   has the same value) and the ratio ``R = ‖K_µ‖/λ_min(Σ_µ°Σ_°µ)`` there: the prompt length
-  beyond which ``L_N ≈ L_∞`` (THEORY.md §4: ``A_N = (1 − 1/N) Σ_µ°Σ_°µ + K_µ/N``).
+  beyond which ``L_N ≈ L_∞`` (docs/theory.md §4: ``A_N = (1 − 1/N) Σ_µ°Σ_°µ + K_µ/N``).
 
 Fitted exponents of ``λ_min(Σ_°°)``, ``R`` and the ICL error against ``α`` are reported.
 """
@@ -44,7 +44,7 @@ CLAIM_ID = "collinear-teacher"
 STATEMENT = (
     "As the teacher neurons become collinear (angle α → 0), λ_min(Σ_°°) → 0 like α²; at N = ∞ the flow should still "
     "reach the noise floor. Reported: how fast it does, λ_min(Σ_µµ) of the trained measure, and the finite-N "
-    "in-context error at the global minimum (THEORY.md §4, §10 open questions)."
+    "in-context error at the global minimum (docs/theory.md §4, §10 open questions)."
 )
 SCALE = 1.5
 NOISE = 0.1
@@ -55,9 +55,20 @@ FAIL_TOL = 1e-2
 WEAK_TOL = 1e-2
 #: angles at or above this (degrees) must reach the floor, or the check fails.
 MUST_REACH_DEG = 30.0
+#: Every metric has its own tolerance. Deterministic ones (exact expectations; Q_µ on a fixed
+#: seeded sample) move only by rounding and get tight two-sided ones; the flow outcomes
+#: (fractions, residuals, the largest unlearned angle) count only when they get worse; a
+#: better flow is not a regression.
 TOLERANCES = {
     "sigma_tt_slope": Tolerance(rtol=0.0, atol=0.05),
     "worst_unexplained": Tolerance(rtol=1.0, atol=1e-5, bad="up"),
+    "reached_fraction": Tolerance(rtol=0.0, atol=0.01, sigmas=0.0, bad="down"),
+    "worst_weak_residual": Tolerance(rtol=0.5, atol=1e-3, sigmas=0.0, bad="up"),
+    "learned_fraction": Tolerance(rtol=0.0, atol=0.01, sigmas=0.0, bad="down"),
+    "largest_unlearned_angle": Tolerance(rtol=0.0, atol=0.5, sigmas=0.0, bad="up"),
+    "ratio_slope": Tolerance(rtol=1e-4, atol=1e-6),
+    "icl_error_slope": Tolerance(rtol=1e-4, atol=1e-6),
+    "smallest_angle_sigma_min": Tolerance(rtol=1e-8, atol=1e-14),
 }
 FLOW = {"integrator": "dopri5", "rtol": 1e-6, "atol": 1e-10, "step_size": 0.1, "record_every": 2}
 

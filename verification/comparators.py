@@ -1,8 +1,8 @@
-r"""Risks of the models the trained MLP is compared with (THEORY.md §10.1), and small fits.
+r"""Risks of the models the trained MLP is compared with (docs/theory.md §10.1), and small fits.
 
 At ``N = ∞`` every feature map ``h`` has the in-context risk
 ``L_∞(h) = ½[τ² + tr Σ_°° − tr(Σ_°h Σ_hh⁺ Σ_h°)]``: the noise floor plus the part of ``f°``
-outside the span of ``h`` (THEORY.md §4). Two comparison models:
+outside the span of ``h`` (docs/theory.md §4). Two comparison models:
 
 * linear attention on raw inputs, ``h(x) = x`` (``k = d``). For ``x ~ N(0, I_d)``,
   ``Σ_hh = I`` and, by Stein's lemma, ``E[x σ(u·x)] = u E[σ'(u·x)]``, so
@@ -23,6 +23,7 @@ import math
 import numpy as np
 import torch
 
+from landscape.measure import ParticleMeasure
 from landscape.problem import AttentionLandscape
 from landscape.teacher import Teacher
 
@@ -33,6 +34,7 @@ __all__ = [
     "linear_attention_risk_stein",
     "random_feature_risk",
     "relative_excess",
+    "sampled_loss_inf",
 ]
 
 #: eigenvalues of Σ_hh below this fraction of the largest are dropped (pseudo-inverse).
@@ -83,6 +85,41 @@ def random_feature_risk(landscape: AttentionLandscape, w: np.ndarray) -> float:
     sigma_tt = landscape.expectation.sigma_tt.cpu().numpy()
     explained = explained_by(mom.sigma_mm.cpu().numpy(), mom.sigma_mt.cpu().numpy())
     return 0.5 * (landscape.noise**2 + float(np.trace(sigma_tt)) - explained)
+
+
+def sampled_loss_inf(
+    landscape: AttentionLandscape, measure: ParticleMeasure, samples: int, batches: int = 20, seed: int = 0
+) -> tuple[float, float]:
+    """``L_∞(µ)`` by Monte Carlo over ``x ~ N(0, I_d)``, no kernel closed form: ``(estimate, standard error)``.
+
+    Draws ``samples`` inputs, evaluates the student's features ``h(x) = Σ_i p_i a_i σ(w_i·x)``
+    (``x`` with a trailing 1 when the model has a bias) and the teacher's ``f°(x)`` pointwise, and
+    plugs the sample second moments into ``½[τ² + tr Σ_°° − tr(Σ_°h Σ_hh⁻¹ Σ_h°)]``. The
+    standard error (and a bias correction of the plug-in, whose bias is ``O(1/samples)``) is the
+    delete-one-group jackknife over ``batches`` equal groups. Gaussian input law only.
+    """
+    if samples % batches:
+        raise ValueError(f"samples ({samples}) must be a multiple of batches ({batches}).")
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(rng.standard_normal((samples, landscape.teacher.dim)), dtype=torch.float64)
+    xb = torch.cat([x, torch.ones(samples, 1, dtype=x.dtype)], 1) if landscape.bias else x
+    a, w, p = (torch.as_tensor(np.array(v, dtype=float)) for v in (measure.a, measure.w, measure.p))
+    with torch.no_grad():
+        h = landscape.expectation.activation(xb @ w.T) @ (p[:, None] * a)
+        f = landscape.teacher(x)
+    k = h.shape[1]
+    z = torch.cat([h, f], 1).numpy().reshape(batches, samples // batches, -1)
+    sums = np.einsum("bni,bnj->bij", z, z)  # per-group Σ z zᵀ, z = (h, f°)
+
+    def plug_in(total: np.ndarray, n: int) -> float:
+        m = total / n
+        return 0.5 * (landscape.noise**2 + float(np.trace(m[k:, k:])) - explained_by(m[:k, :k], m[:k, k:]))
+
+    full = plug_in(sums.sum(0), samples)
+    leave_one = np.array([plug_in(sums.sum(0) - sums[b], samples - samples // batches) for b in range(batches)])
+    corrected = batches * full - (batches - 1) * leave_one.mean()
+    stderr = math.sqrt((batches - 1) / batches * float(np.sum((leave_one - leave_one.mean()) ** 2)))
+    return float(corrected), stderr
 
 
 def relative_excess(loss: float, landscape: AttentionLandscape) -> float:

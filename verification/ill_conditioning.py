@@ -1,6 +1,6 @@
-r"""Extra check ``ill-conditioning``: the landscape as ``λ_min(Σ_µµ) → 0`` (THEORY.md §4, §10 open questions).
+r"""Extra check ``ill-conditioning``: the landscape as ``λ_min(Σ_µµ) → 0`` (docs/theory.md §4, §10 open questions).
 
-Two student particles merge. Teacher: the orthogonal erf teacher of THEORY.md §9, ``k° = 2``,
+Two student particles merge. Teacher: the orthogonal erf teacher of docs/theory.md §9, ``k° = 2``,
 ``d = 3``, ``s = 1.5``, ``τ = 0.1``. Student ``M = k = 2``, ``a = I``, ``w_1 = s e_1`` and
 ``w_2 = s(cos ε e_1 + sin ε e_2)``: the teacher at ``ε = π/2``, merged at ``ε = 0``. Predictions:
 
@@ -42,7 +42,7 @@ from .scenarios import orthogonal_teacher_problem, run_training, write_evidence
 CLAIM_ID = "ill-conditioning"
 STATEMENT = (
     "As two student particles merge, λ_min(Σ_µµ) → 0 like ε², ‖Γ*‖ = 1/λ_min blows up, L_∞ tends continuously to the "
-    "loss of the tangent span, and below the singular threshold the toolkit refuses with a clear error (THEORY.md §4)."
+    "loss of the tangent span, and below the singular threshold the toolkit refuses with a clear error (docs/theory.md §4)."
 )
 SCALE = 1.5
 NOISE = 0.1
@@ -52,7 +52,14 @@ LIMIT_RTOL = 1e-5
 TOLERANCES = {
     "sigma_min_slope": Tolerance(rtol=0.0, atol=0.02),
     "loss_limit_slope": Tolerance(rtol=0.0, atol=0.1),
-    "loss_limit_error": Tolerance(rtol=10.0, atol=1e-9, bad="up"),
+    "loss_limit_error": Tolerance(rtol=0.0, atol=5e-6, bad="up"),
+    # rounding-level residual at cond(Σ_µµ) up to 1e10: judged by the pass rule (≤ 1e-6), not compared
+    "gamma_times_sigma_min": Tolerance(compare=False),
+    "refusal_epsilon": Tolerance(rtol=1e-6, atol=0.0),
+    "flow_min_sigma_min": Tolerance(rtol=1e-3, atol=0.0),
+    "flow_final_gap": Tolerance(rtol=5e-3, atol=0.0, bad="up"),
+    # the time an adaptive integrator reaches in a fixed number of steps at a nearly singular Σ_µµ
+    "flow_time_reached": Tolerance(compare=False),
 }
 
 

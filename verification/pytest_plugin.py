@@ -25,7 +25,7 @@ from .parallel import TaskPool
 from .profiles import get_profile
 from .records import ClaimResult
 from .registry import resolve_ids
-from .runner import SHIPPED_BASELINES, compare_with, run_suite
+from .runner import SHIPPED_BASELINES, run_suite
 
 
 @pytest.fixture
@@ -36,13 +36,16 @@ def verify_claim(tmp_path_factory) -> Callable[..., ClaimResult]:
         (claim,) = resolve_ids([claim_id])
         prof = get_profile(profile)
         out = tmp_path_factory.mktemp(f"claim-{claim}")
-        (result,) = run_suite([claim], prof, out, TaskPool(jobs=jobs))
-        problems = []
-        if result.verdict == "fail":
-            problems.append(f"claim {claim!r} failed: {result.threshold}")
+        records = None
         if baseline is not None:
             path = SHIPPED_BASELINES / f"{prof.name}.json" if baseline == "shipped" else Path(baseline)
-            problems += [c.line() for c in compare_with([result], load_baseline(path)) if c.regression]
+            records = load_baseline(path)  # validated before the run
+        suite = run_suite([claim], prof, out, TaskPool(jobs=jobs), baseline=records)
+        (result,) = suite.results
+        problems = []
+        if result.verdict == "fail":
+            problems.append(f"claim {claim!r} failed: " + ("; ".join(result.failures) or result.threshold))
+        problems += [c.line() for c in suite.regressions]
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
         return result

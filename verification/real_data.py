@@ -1,4 +1,4 @@
-"""Extra check ``real-data`` (THEORY.md §1 and §10.1, beyond the paper's Gaussian inputs).
+"""Extra check ``real-data`` (docs/theory.md §1 and §10.1, beyond the paper's Gaussian inputs).
 
 Inputs from real datasets that ship inside scikit-learn (no download): the diabetes data
 (442 × 10) and, in the full profile, the breast-cancer data (569 × 30), each column
@@ -35,13 +35,15 @@ from .scenarios import mean_and_stderr, run_training, write_evidence
 CLAIM_ID = "real-data"
 STATEMENT = (
     "On real inputs (scikit-learn's bundled datasets, standardised, as the empirical law) the trained MLP "
-    "reaches the noise floor ½τ² while linear attention on raw x does not (THEORY.md §1, §10.1)."
+    "reaches the noise floor ½τ² while linear attention on raw x does not (docs/theory.md §1, §10.1)."
 )
 REACH_TOL = 1e-3
 CANNOT_TOL = 1e-2
 TOLERANCES = {
     "mlp_unexplained_worst": Tolerance(rtol=1.0, atol=1e-5, bad="up"),
     "linear_unexplained_min": Tolerance(rtol=1e-6, atol=1e-9),
+    "mlp_unexplained": Tolerance(rtol=1.0, atol=1e-5, bad="up"),
+    "random_feature_unexplained": Tolerance(rtol=0.5, atol=1e-4, bad="down"),
 }
 NOISE = 0.1
 PARTICLES = 2

@@ -1,7 +1,8 @@
 """Result records of claim checks: what was claimed, what was measured, and the verdict.
 
 A :class:`ClaimResult` is plain data (JSON round trip through :meth:`to_dict` /
-:meth:`from_dict`); ``results.json`` of ``landscape verify`` is a list of them.
+:meth:`from_dict`); ``results.json`` of ``landscape verify`` holds a list of them under
+``"results"`` (see :mod:`verification.runner`). Non-finite numbers are written as ``null``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Metric", "ClaimResult", "VERDICTS", "verdict_from_margin"]
+__all__ = ["Metric", "ClaimResult", "VERDICTS", "verdict_from_margin", "json_safe"]
 
 VERDICTS = ("pass", "fail", "inconclusive")
 
@@ -23,18 +24,31 @@ class Metric:
         value: the estimate (mean over seeds where there are several).
         uncertainty: its standard error over seeds (0 for a deterministic quantity).
         description: what it is, in words.
+        applicable: False where the quantity is legitimately undefined for this run (e.g. a
+            variation over plateaus when no plateau was found): it is shown as "n/a" and never
+            compared with a baseline. An applicable metric that is not finite fails its claim
+            (:meth:`ClaimResult.core_failures`).
     """
 
     value: float
     uncertainty: float = 0.0
     description: str = ""
+    applicable: bool = True
 
     def to_dict(self) -> dict:
-        return {"value": _finite(self.value), "uncertainty": _finite(self.uncertainty), "description": self.description}
+        return {
+            "value": _finite(self.value),
+            "uncertainty": _finite(self.uncertainty),
+            "description": self.description,
+            "applicable": self.applicable,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Metric":
-        return cls(_number(raw.get("value")), _number(raw.get("uncertainty", 0.0)), str(raw.get("description", "")))
+        applicable = raw.get("applicable", True)
+        if not isinstance(applicable, bool):
+            raise ValueError(f"applicable must be true or false, got {applicable!r}.")
+        return cls(_number(raw.get("value")), _number(raw.get("uncertainty", 0.0)), str(raw.get("description", "")), applicable)
 
 
 @dataclass(frozen=True)
@@ -43,13 +57,15 @@ class ClaimResult:
 
     Attributes:
         id: the claim's contract id (e.g. ``benign-landscape``).
-        statement: the claim in words, with its source (THEORY.md §10, paper section).
+        statement: the claim in words, with its source (docs/theory.md §10, paper section).
         verdict: ``pass``, ``fail`` or ``inconclusive``.
         metrics: name → :class:`Metric`.
         threshold: the rule the verdict applies, in words, with its numbers.
         evidence: paths (relative to the output folder) of files that back the verdict.
         table: optional rows (list of dicts) shown in reports.
         seconds: wall time of the check.
+        failures: why the verdict is ``fail`` regardless of the claim's own rule: a non-finite
+            applicable metric or an exception inside the check (a broken core), one line each.
     """
 
     id: str
@@ -60,6 +76,7 @@ class ClaimResult:
     evidence: list[str] = field(default_factory=list)
     table: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -75,7 +92,16 @@ class ClaimResult:
             "evidence": list(self.evidence),
             "table": [{k: _jsonable(v) for k, v in row.items()} for row in self.table],
             "seconds": round(self.seconds, 3),
+            "failures": list(self.failures),
         }
+
+    def core_failures(self) -> list[str]:
+        """One line per applicable metric whose value is not finite (NaN or ±inf)."""
+        return [
+            f"metric {name} is {metric.value!r} (not finite): the core computed an undefined quantity"
+            for name, metric in self.metrics.items()
+            if metric.applicable and not math.isfinite(metric.value)
+        ]
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ClaimResult":
@@ -93,6 +119,9 @@ class ClaimResult:
             raise ValueError(f"evidence of {raw['id']!r} must be a list of paths, got {type(evidence).__name__}.")
         if not isinstance(table, list) or not all(isinstance(row, dict) for row in table):
             raise ValueError(f"table of {raw['id']!r} must be a list of objects.")
+        failures = raw.get("failures", [])
+        if not isinstance(failures, list):
+            raise ValueError(f"failures of {raw['id']!r} must be a list of lines, got {type(failures).__name__}.")
         return cls(
             id=str(raw["id"]),
             statement=str(raw.get("statement", "")),
@@ -102,6 +131,7 @@ class ClaimResult:
             evidence=[str(e) for e in evidence],
             table=list(table),
             seconds=_number(raw.get("seconds", 0.0)),
+            failures=[str(f) for f in failures],
         )
 
 
@@ -136,3 +166,21 @@ def _jsonable(value: Any) -> Any:
         return _finite(float(value))
     except (TypeError, ValueError):
         return str(value)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None`` (JSON ``null``).
+
+    Dicts, lists and tuples are copied recursively (tuples become lists); numpy scalars and
+    arrays become Python numbers and lists. Other values are returned as they are, so
+    :func:`json.dumps` still refuses what is not JSON.
+    """
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
+        return json_safe(obj.tolist())
+    if isinstance(obj, float):
+        return _finite(obj)
+    return obj

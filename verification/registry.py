@@ -11,7 +11,7 @@ from types import ModuleType
 
 __all__ = ["PAPER_CLAIMS", "EXTRA_CHECKS", "ALL_CHECKS", "claim_module", "resolve_ids"]
 
-#: THEORY.md §10, in the paper's order (ids are contract).
+#: docs/theory.md §10, in the paper's order (ids are contract).
 PAPER_CLAIMS = {
     "expressivity": "verification.expressivity",
     "benign-landscape": "verification.benign_landscape",

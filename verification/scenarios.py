@@ -22,9 +22,12 @@ from landscape.io import atomic_write_text, write_json
 from landscape.measure import ParticleMeasure
 from landscape.problem import AttentionLandscape
 
+from .records import json_safe
+
 __all__ = [
     "EVIDENCE_MARKER",
     "TrainingRun",
+    "check_evidence_dir",
     "orthogonal_teacher_problem",
     "dead_neuron_saddle",
     "prepare_evidence_dir",
@@ -39,18 +42,30 @@ __all__ = [
 EVIDENCE_MARKER = ".landscape-verify"
 
 
-def prepare_evidence_dir(path: Path) -> Path:
-    """Create ``path`` empty for a claim's evidence.
+def check_evidence_dir(path: Path) -> None:
+    """Refuse ``path`` as a claim's evidence folder unless it is absent, empty or made by ``landscape verify``.
 
-    A folder left by an earlier ``landscape verify`` (it holds :data:`EVIDENCE_MARKER`) is
-    replaced; any other non-empty folder is refused, so nothing a user made is lost.
+    Changes nothing: ``landscape verify`` calls it for every claim before the first runs.
 
     Raises:
         ValueError: ``path`` exists, is not empty and was not made by ``landscape verify``.
     """
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / EVIDENCE_MARKER).exists())):
+        raise ValueError(f"{str(path)!r} exists and was not made by landscape verify; choose another --out.")
+
+
+def prepare_evidence_dir(path: Path) -> Path:
+    """Create ``path`` empty for a claim's evidence.
+
+    A folder left by an earlier ``landscape verify`` (it holds :data:`EVIDENCE_MARKER`) is
+    replaced; any other non-empty folder is refused (:func:`check_evidence_dir`), so nothing
+    a user made is lost.
+
+    Raises:
+        ValueError: ``path`` exists, is not empty and was not made by ``landscape verify``.
+    """
+    check_evidence_dir(path)
     if path.exists():
-        if not path.is_dir() or (any(path.iterdir()) and not (path / EVIDENCE_MARKER).exists()):
-            raise ValueError(f"{str(path)!r} exists and was not made by landscape verify; choose another --out.")
         shutil.rmtree(path)
     path.mkdir(parents=True)
     (path / EVIDENCE_MARKER).write_text("evidence written by landscape verify\n", encoding="utf-8")
@@ -66,7 +81,7 @@ def orthogonal_teacher_problem(
     prompt_length: int | str = "inf",
     features: int | None = None,
 ) -> dict[str, Any]:
-    """The problem tables of THEORY.md §9: ``u_l = s e_l``, ``c_l = e_l``, Gaussian inputs, exact expectations."""
+    """The problem tables of docs/theory.md §9: ``u_l = s e_l``, ``c_l = e_l``, Gaussian inputs, exact expectations."""
     eye = np.eye(max(k0, d))
     return {
         "input": {"law": "gaussian", "dim": d},
@@ -78,7 +93,7 @@ def orthogonal_teacher_problem(
 
 
 def dead_neuron_saddle(k0: int, d: int, scale: float = 1.5, dead: int = 1) -> ParticleMeasure:
-    """THEORY.md §9: ``M = k = k°``; ``k° − dead`` particles on teacher neurons, the rest at ``s e_m``, ``m > k°``."""
+    """docs/theory.md §9: ``M = k = k°``; ``k° − dead`` particles on teacher neurons, the rest at ``s e_m``, ``m > k°``."""
     if not 1 <= dead < k0 or k0 + dead > d:
         raise ValueError(f"need 1 ≤ dead < k° and k° + dead ≤ d, got dead = {dead}, k° = {k0}, d = {d}.")
     rows = [*range(k0 - dead), *range(k0, k0 + dead)]
@@ -126,8 +141,12 @@ def read_trajectory(run_dir: Path) -> tuple[dict[str, np.ndarray], list[tuple[fl
 
 
 def write_evidence(directory: Path, name: str, payload: Any) -> str:
-    """Write a JSON evidence file; returns its name relative to the claim folder's parent."""
-    write_json(directory / name, payload)
+    """Write a JSON evidence file; returns its name relative to the claim folder's parent.
+
+    Non-finite floats (NaN, ±inf, as a broken core may produce) are written as ``null``
+    (:func:`~verification.records.json_safe`), so the evidence of a failing claim is kept.
+    """
+    write_json(directory / name, json_safe(payload))
     return f"{directory.name}/{name}"
 
 

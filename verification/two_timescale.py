@@ -1,18 +1,18 @@
-"""Claim ``two-timescale`` (THEORY.md §10.6; Kim & Suzuki 2024, the two-timescale limit).
+"""Claim ``two-timescale`` (docs/theory.md §10.6; Kim & Suzuki 2024, the two-timescale limit).
 
 At a finite timescale ratio ``η`` the read-out ``Γ`` follows ``dΓ/dt = −η ∂_Γ L(µ, Γ)``
 beside the particle flow; as ``η → ∞`` the joint flow of ``(µ, Γ)`` approaches the
 landscape flow (``Γ = Γ*(µ)`` at every instant). Singular-perturbation theory (Tikhonov)
 predicts a gap of order ``1/η`` when ``Γ`` starts at ``Γ*(µ_0)``.
 
-Measured on the orthogonal erf teacher of THEORY.md §9 (``k° = k = 2``, ``d = 3``,
+Measured on the orthogonal erf teacher of docs/theory.md §9 (``k° = k = 2``, ``d = 3``,
 ``M = 4``): one initial measure, flowed to time :data:`HORIZON` at each ``η`` of the
 profile and at ``η = ∞`` with the adaptive Dormand–Prince integrator at tight tolerances
 (its error is far below the gaps). The start is a Gaussian draw (seed :data:`INIT_SEED`)
 flowed for :data:`PREFLOW` time units along the landscape flow (past the steep first
 descent, whose fast µ-motion would need a very large η to separate the timescales), with
 its ``a``'s then whitened so that ``Σ_µµ = I``: the loss is invariant under ``a ↦ B a``
-(THEORY.md §4), and whitening makes the Γ-relaxation rates ``η λ_i(Σ_µµ) λ_j(Σ_µ°Σ_°µ)``
+(docs/theory.md §4), and whitening makes the Γ-relaxation rates ``η λ_i(Σ_µµ) λ_j(Σ_µ°Σ_°µ)``
 all of order ``η`` (``λ(Σ_µ°Σ_°µ) ≈ 0.57, 0.58`` at this start). The integration cost
 grows like ``η`` (the Γ-block is stiff), which bounds the η grid.
 For each ``η``:
@@ -47,7 +47,7 @@ __all__ = ["CLAIM_ID", "STATEMENT", "TOLERANCES", "check", "whitened_start", "fi
 CLAIM_ID = "two-timescale"
 STATEMENT = (
     "As the timescale ratio η → ∞ the joint flow of (µ, Γ) approaches the landscape flow with Γ = Γ*(µ) "
-    "(Kim & Suzuki 2024, THEORY.md §10.6)."
+    "(Kim & Suzuki 2024, docs/theory.md §10.6)."
 )
 #: pass: the local exponent of sup_t |L_η − L_∞| ∝ η^(−q) at the two largest η lies in this interval …
 EXPONENT_RANGE = (0.7, 1.3)
@@ -59,6 +59,8 @@ TOLERANCES = {
     "distance_exponent": Tolerance(rtol=0.0, atol=0.15, bad="down"),
     "largest_eta_gap": Tolerance(rtol=0.5, atol=1e-8, bad="up"),
     "smallest_eta_gap": Tolerance(rtol=0.5, atol=1e-8, bad="up"),
+    "largest_eta_distance": Tolerance(rtol=0.5, atol=1e-8, bad="up"),
+    "reference_energy_defect": Tolerance(rtol=10.0, atol=1e-10, bad="up"),
 }
 
 PROBLEM = orthogonal_teacher_problem(k0=2, d=3, scale=1.5)
@@ -71,7 +73,7 @@ FLOW = {"integrator": "dopri5", "rtol": 1e-9, "atol": 1e-12, "step_size": 0.05, 
 
 
 def whitened(measure: ParticleMeasure) -> ParticleMeasure:
-    """The measure with ``a ↦ Σ_µµ^{-1/2} a``, so that its ``Σ_µµ = I`` (same loss, THEORY.md §4)."""
+    """The measure with ``a ↦ Σ_µµ^{-1/2} a``, so that its ``Σ_µµ = I`` (same loss, docs/theory.md §4)."""
     landscape = landscape_of(PROBLEM)
     sigma = landscape.moments(*measure.tensors(landscape.dtype, landscape.device))[0].cpu().numpy()
     values, vectors = np.linalg.eigh(sigma)
@@ -176,9 +178,9 @@ def check(profile: Profile, out: Path, pool: TaskPool) -> ClaimResult:
         verdict=verdict_from_margin(passes, fails),
         metrics=metrics,
         threshold=(
-            f"pass: sup_t |L_η − L_∞| decreases strictly along η = {', '.join(f'{e:g}' for e in etas)} and its local "
-            f"exponent q between the two largest η lies in [{lo:g}, {hi:g}] (rate ≈ 1/η); fail: not decreasing, "
-            f"or that q < {FAIL_EXPONENT:g}"
+            f"pass: every run completes, sup_t |L_η − L_∞| decreases strictly along η = {', '.join(f'{e:g}' for e in etas)} "
+            f"and its local exponent q between the two largest η lies in [{lo:g}, {hi:g}] (rate ≈ 1/η); fail: not "
+            f"decreasing (a run that stops has no gap: nan, not decreasing), or that q < {FAIL_EXPONENT:g}"
         ),
         evidence=evidence + [f"{out.name}/start.npz", f"{out.name}/preflow/run", f"{out.name}/eta_inf/run"],
         table=[{**r, "local exponent": (local[i - 1] if i else None)} for i, r in enumerate(rows)],

@@ -1,4 +1,4 @@
-"""Dynamics (THEORY.md §6): the particle Wasserstein gradient flow, a finite timescale ratio,
+"""Dynamics (docs/theory.md §6): the particle Wasserstein gradient flow, a finite timescale ratio,
 birth–death, saddle-escape perturbations, and run directories with checkpoints and resume.
 
 Modules: :mod:`.config` (the ``[init]``/``[dynamics]`` tables), :mod:`.initialisation`,

@@ -1,7 +1,7 @@
 r"""The stochastic birth–death step of Rotskoff, Jelassi, Bruna & Vanden-Eijnden (2019).
 
 Over a step of length ``h``, particle ``i`` dies with probability ``α h (δL/δµ(θ_i))₊`` and
-is duplicated with probability ``α h (−δL/δµ(θ_i))₊`` (THEORY.md §6). The particle count
+is duplicated with probability ``α h (−δL/δµ(θ_i))₊`` (docs/theory.md §6). The particle count
 stays fixed: a dead particle is replaced by a copy of another particle drawn uniformly, and a
 duplicate overwrites another particle drawn uniformly — in expectation the measure moves
 along the Fisher–Rao direction ``−α p (δL/δµ)``. The deterministic counterpart

@@ -9,7 +9,9 @@ Keys and defaults (README, "Dynamics: train")::
                  integrator = "euler" | "heun" | "rk4" | "rk23" | "dopri5" | "rosenbrock23";
                  rtol = 1e-6;  atol = 1e-9;  timescale_ratio = "inf" | η;
                  krylov_rtol = rtol / 10;  krylov_maxiter = 200   (rosenbrock23 only)
-                 record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;  seed = 0
+                 record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;
+                 checkpoint_seconds = 60.0  (also checkpoint when that much wall time passed; 0: off);
+                 seed = 0
     [dynamics.birth_death]   kind = "none" | "wfr" | "stochastic";  rate = 1.0
     [dynamics.perturbation]  kind = "none" | "isotropic" | "hessian";  g_thr = 1e-3;
                              t_thr = 1.0;  radius = 1e-2
@@ -100,6 +102,9 @@ class DynamicsConfig:
         krylov_maxiter: Jacobian-vector products allowed per linear solve (rosenbrock23).
         timescale_ratio: ``η`` (``math.inf``: Γ = Γ*(µ), the landscape flow).
         record_every, snapshot_every, checkpoint_every: periods in steps (0: never).
+        checkpoint_seconds: also checkpoint after the first step that ends this many wall-clock
+            seconds after the last checkpoint (0: by step count only). A checkpoint only saves
+            the state, so neither period changes the numbers of a run.
         seed: seed of the run's random generator (perturbations, stochastic birth–death).
         birth_death, perturbation: the sub-tables.
     """
@@ -116,6 +121,7 @@ class DynamicsConfig:
     record_every: int = 1
     snapshot_every: int = 0
     checkpoint_every: int = 100
+    checkpoint_seconds: float = 60.0
     seed: int = 0
     birth_death: BirthDeathConfig = field(default_factory=BirthDeathConfig)
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
@@ -232,6 +238,7 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
         record_every=_integer(table, "dynamics", "record_every", DynamicsConfig.record_every, 1),
         snapshot_every=_integer(table, "dynamics", "snapshot_every", DynamicsConfig.snapshot_every, 0),
         checkpoint_every=_integer(table, "dynamics", "checkpoint_every", DynamicsConfig.checkpoint_every, 1),
+        checkpoint_seconds=_number(table, "dynamics", "checkpoint_seconds", DynamicsConfig.checkpoint_seconds, positive=False),
         seed=_integer(table, "dynamics", "seed", DynamicsConfig.seed, 0),
         birth_death=BirthDeathConfig(
             kind=_choice(bd, "dynamics.birth_death", "kind", BIRTH_DEATH_KINDS, "none"),

@@ -1,4 +1,4 @@
-r"""The particle flow of THEORY.md §6 as an ODE ``dy/dt = f(y)`` on one flat state vector.
+r"""The particle flow of docs/theory.md §6 as an ODE ``dy/dt = f(y)`` on one flat state vector.
 
 The state ``y`` packs, in order, ``a`` (M, k), ``w`` (M, d), ``p`` (M,), ``Γ`` (k, k; only at
 a finite timescale ratio η) and one scalar ``D``, the energy dissipated so far. The field:
@@ -14,7 +14,7 @@ a finite timescale ratio η) and one scalar ``D``, the energy dissipated so far.
   ``E(y_n) − E(y_0) + D_n`` a global error of the integrator's order.
 
 One reverse-mode pass through the moments gives ``∂E/∂(a, w, p, Γ)``; ``∂E/∂p_i = G(θ_i)``
-because ``L`` extends linearly in µ to finite measures (THEORY.md §5). For implicit
+because ``L`` extends linearly in µ to finite measures (docs/theory.md §5). For implicit
 integration :meth:`ParticleFlow.linearize` keeps that pass's graph and returns the exact
 Jacobian-vector product ``v ↦ (∂f/∂y) v`` (every row, ``D``'s included), never a matrix.
 """

@@ -3,7 +3,7 @@ r"""Initial measures for the flow: a Gaussian draw, a small region, a file, or a
 * ``gaussian``: ``a_i ~ N(0, s² I_k)``, ``w_i ~ N(0, s² I_d / d)`` (so ``|w_i| ≈ s``), uniform weights.
 * ``region``: one such draw ``(a_0, w_0)``, then every particle ``a_i = a_0 + r ξ_i/√k``,
   ``w_i = w_0 + r ζ_i/√d`` with standard normal ``ξ_i, ζ_i``: all particles within about
-  ``r`` of one point (THEORY.md §10.7, the "poor initialisation").
+  ``r`` of one point (docs/theory.md §10.7, the "poor initialisation").
 * ``file``: the measure stored in an ``.npz`` file.
 * ``saddle``: the file, refused unless its stationarity residual is at most ``saddle_tol``
   (a run "started exactly at a saddle").

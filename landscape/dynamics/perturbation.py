@@ -1,4 +1,4 @@
-r"""Saddle-escape perturbations (THEORY.md §6).
+r"""Saddle-escape perturbations (docs/theory.md §6).
 
 * isotropic (Jin et al. 2017, the paper's scheme): every particle moves by an independent
   draw, uniform in the ball of radius ``r`` of ``R^{k+d}``;

@@ -2,11 +2,13 @@ r"""A run directory: resolved configuration, trajectory, snapshots, checkpoint, 
 
 Layout of ``RUN/``::
 
+    .landscape-train   the marker of a folder made by ``landscape train`` (:func:`landscape.io.claim_output_folder`)
     config.toml        the resolved problem (every default written out, absolute paths)
     trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`)
     snapshots/         step_NNNNNNNN.npz measures (a, w, p, time) every ``snapshot_every`` steps
     checkpoint.npz     the full state of the run, written atomically, with a sha256 of its
-                       arrays checked on load (see :class:`Checkpoint`)
+                       arrays checked on load (see :class:`Checkpoint`), every
+                       ``checkpoint_every`` steps and every ``checkpoint_seconds`` of wall time
     final.npz          the final measure (a, w, p; and gamma at a finite timescale ratio)
     status.json        how the run ended: completed, or the reason it stopped
 

@@ -22,6 +22,14 @@ controller's oscillation around the limit — the run is marked stiff: ``status.
 ``rosenbrock23``. The count is not checkpointed (the trajectory and the checkpoint stay as
 they were): a resumed run counts afresh from its checkpoint, so a flow still stiff after the
 resume is flagged again :data:`STIFF_STEPS` steps later, with ``stiff_since`` from then.
+
+A long run shows where it is: given a ``progress`` stream, :func:`train` writes a line after
+its first step and then at most every ``progress_interval`` seconds (default
+:data:`PROGRESS_INTERVAL`) with the wall time elapsed, the step, the simulated time ``t/T``
+(``step/steps`` for a run by steps) and an ETA from the rate of progress in this call. It
+checkpoints every ``checkpoint_every`` steps and also after the first step that ends
+``checkpoint_seconds`` of wall time after the last checkpoint; a checkpoint only saves the
+state, so neither changes the run's numbers, and a resume from either is bitwise identical.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import numpy as np
 import torch
 
 from ..config import load_problem
-from ..io import atomic_write_text, save_npz
+from ..io import atomic_write_text, check_output_folder, claim_output_folder, save_npz
 from ..measure import ParticleMeasure
 from ..problem import AttentionLandscape
 from .birth_death import stochastic_birth_death
@@ -50,7 +58,10 @@ from .perturbation import hessian_kick, isotropic_kick
 from .rosenbrock import adaptive_rosenbrock_step
 from .rundir import Checkpoint, RunDirectory, dumps_toml
 
-__all__ = ["RunResult", "train", "resolved_config", "STIFF_STEPS", "CALM_STEPS"]
+__all__ = ["RunResult", "train", "resolved_config", "STIFF_STEPS", "CALM_STEPS", "PROGRESS_INTERVAL"]
+
+PROGRESS_INTERVAL = 5.0
+"""Default least wall-clock seconds between two progress lines."""
 
 STIFF_STEPS = 15
 """Stability-limited accepted steps (a streak, see :data:`CALM_STEPS`) that mark a run stiff (Hairer's DOPRI5: 15)."""
@@ -126,20 +137,34 @@ def resolved_config(problem: str | Path) -> tuple[dict[str, Any], Any, Any, Any]
     return tables, spec, init, dynamics
 
 
-def train(problem: str | Path, out: str | Path, resume: bool = False, progress: TextIO | None = None) -> RunResult:
+def train(
+    problem: str | Path,
+    out: str | Path,
+    resume: bool = False,
+    progress: TextIO | None = None,
+    progress_interval: float = PROGRESS_INTERVAL,
+    force: bool = False,
+) -> RunResult:
     """Run (or, with ``resume``, continue) the flow of ``problem`` into the directory ``out``.
 
     Args:
         problem: the problem file (TOML with ``[init]`` and ``[dynamics]``).
-        out: the run directory.
+        out: the run directory: new, empty or made by ``landscape train``
+            (:func:`landscape.io.check_output_folder`).
         resume: continue from ``out/checkpoint.npz``; the problem must resolve to the same
             ``config.toml``.
-        progress: a stream for a progress bar (the CLI passes stderr on a terminal only).
+        progress: a stream for progress lines (the CLI passes stderr unless ``--quiet``).
+        progress_interval: least wall-clock seconds between two progress lines (≥ 0).
+        force: start a fresh run in a non-empty folder that ``landscape train`` did not make
+            (a folder that holds a run is still refused).
 
     Raises:
         ValueError: bad problem or configuration, a fresh run into a directory that holds
-            one, or a resume without a checkpoint or with a different configuration.
+            one or holds files the tool did not make (without ``force``), or a resume without
+            a checkpoint or with a different configuration.
     """
+    if not progress_interval >= 0:
+        raise ValueError(f"progress_interval must be ≥ 0 seconds, got {progress_interval!r}.")
     started = wallclock.perf_counter()
     resume_requested = resume
     tables, spec, init, dyn = resolved_config(problem)
@@ -162,6 +187,8 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
     else:
         if run.holds_run() and not (unborn and resume_requested):
             raise ValueError(f"{str(run.root)!r} already holds a run; pass --resume to continue it, or choose a new --out.")
+        if not resume_requested:  # a resume request's own config.toml proves the folder is a run directory
+            check_output_folder(run.root, "train", force)
         measure = initial_measure(init, landscape, spec.features)
         if dyn.birth_death.kind == "stochastic" and not np.allclose(measure.p, measure.p[0], rtol=0, atol=1e-15):
             raise ValueError("[dynamics.birth_death] kind = \"stochastic\" needs uniform weights p.")
@@ -175,7 +202,7 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
             info = _checked(flow, y, landscape)
         except _Stop as stop:
             raise ValueError(f"the initial measure cannot start a run: {stop}.") from None
-        run.root.mkdir(parents=True, exist_ok=True)
+        claim_output_folder(run.root, "train", force=force or resume_requested)
         atomic_write_text(run.config, config_text)
         run.start_trajectory()
         state = _State(y=y, step=0, time=0.0, h=dyn.step_size, offset=info.energy, last_kick=None)
@@ -194,12 +221,15 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
             last_kick=ckpt.last_kick,
         )
         info = _checked(flow, state.y, landscape)
-    bar = _ProgressBar(progress, dyn) if progress is not None else None
+    if resume:
+        claim_output_folder(run.root, "train", force=True)  # the marker, for a run made before markers existed
+    reporter = _Progress(progress, dyn, state, started, progress_interval) if progress is not None else None
+    clock = _CheckpointClock(dyn.checkpoint_seconds)
     try:
         while not _done(state, dyn):
-            info = _advance(flow, landscape, layout, dyn, state, info, rng, run)
-            if bar is not None:
-                bar.update(state, info)
+            info = _advance(flow, landscape, layout, dyn, state, info, rng, run, clock)
+            if reporter is not None:
+                reporter.update(state, info)
         status, message = "completed", f"completed {state.step} steps to t = {state.time:.6g}, loss {info.loss:.6g}"
         a, w, p, gamma, _ = layout.unpack(state.y)
         arrays = {"a": a.cpu().numpy(), "w": w.cpu().numpy(), "p": (p / p.sum()).cpu().numpy()}
@@ -208,10 +238,6 @@ def train(problem: str | Path, out: str | Path, resume: bool = False, progress: 
         save_npz(run.final, **arrays)
     except _Stop as stop:
         status, message = stop.status, f"stopped at step {state.step + 1} (t = {state.time:.6g}): {stop}"
-    finally:
-        if bar is not None:
-            bar.update(state, info, force=True)
-            bar.close()
     run.write_status(
         {
             "status": status,
@@ -308,8 +334,11 @@ def _done(state: _State, dyn: DynamicsConfig) -> bool:
     return state.time >= dyn.time * (1.0 - 1e-14)
 
 
-def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng, run: RunDirectory) -> FieldValue:
-    """One step: perturbation if due, the integrator, stochastic birth–death, bookkeeping."""
+def _advance(
+    flow, landscape, layout, dyn, state: _State, info: FieldValue, rng, run: RunDirectory, clock: _CheckpointClock
+) -> FieldValue:
+    """One step: perturbation if due, the integrator, stochastic birth–death, bookkeeping
+    (a checkpoint every ``checkpoint_every`` steps, when ``clock`` is due, and at the end)."""
     events: list[str] = []
     kick = dyn.perturbation
     if kick.kind != "none" and info.grad_norm < kick.g_thr and (state.last_kick is None or state.time - state.last_kick >= kick.t_thr):
@@ -362,8 +391,9 @@ def _advance(flow, landscape, layout, dyn, state: _State, info: FieldValue, rng,
     if dyn.snapshot_every and (state.step % dyn.snapshot_every == 0 or last):
         a, w, p, _, _ = layout.unpack(state.y)
         run.save_snapshot(state.step, state.time, a.cpu().numpy(), w.cpu().numpy(), p.cpu().numpy())
-    if last or state.step % dyn.checkpoint_every == 0:
+    if last or state.step % dyn.checkpoint_every == 0 or clock.due():
         _commit(run, state, rng, row)
+        clock.restart()
     return new
 
 
@@ -426,27 +456,65 @@ def _commit(run: RunDirectory, state: _State, rng: np.random.Generator, row: str
     )
 
 
-class _ProgressBar:
-    """A one-line progress bar on a terminal stream, redrawn at most ten times a second."""
+class _CheckpointClock:
+    """Wall-clock checkpoint period: :meth:`due` once ``seconds`` passed since the last (re)start (0: never)."""
 
-    def __init__(self, stream: TextIO, dyn: DynamicsConfig) -> None:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = wallclock.perf_counter()
+
+    def due(self) -> bool:
+        return self.seconds > 0 and wallclock.perf_counter() - self.last >= self.seconds
+
+    def restart(self) -> None:
+        self.last = wallclock.perf_counter()
+
+
+class _Progress:
+    """Progress lines on a stream: after the first step of this call, then at most every ``interval`` seconds.
+
+    Each line: wall time since ``started``, the step, ``t/T`` (``step/steps`` for a run by
+    steps) with the percentage, an ETA from the progress made per wall second since the
+    first step of this call began (so a resumed run estimates from its own pace), the loss
+    and the stationarity residual.
+    """
+
+    def __init__(self, stream: TextIO, dyn: DynamicsConfig, state: _State, started: float, interval: float) -> None:
         self.stream = stream
         self.dyn = dyn
-        self.last = 0.0
+        self.started = started
+        self.interval = interval
+        self.begin = wallclock.perf_counter()
+        self.begin_fraction = self._fraction(state)
+        self.first_step = state.step + 1
+        self.last = -math.inf
 
-    def update(self, state: _State, info: FieldValue, force: bool = False) -> None:
+    def _fraction(self, state: _State) -> float:
+        return state.step / self.dyn.steps if self.dyn.steps is not None else state.time / self.dyn.time
+
+    def update(self, state: _State, info: FieldValue) -> None:
         now = wallclock.perf_counter()
-        if now - self.last < 0.1 and not force:
+        if state.step != self.first_step and now - self.last < self.interval:
             return
         self.last = now
-        frac = state.step / self.dyn.steps if self.dyn.steps is not None else state.time / self.dyn.time
-        filled = int(30 * min(1.0, frac))
+        fraction = self._fraction(state)
+        rate = (fraction - self.begin_fraction) / max(now - self.begin, 1e-9)
+        eta = _clock_text((1.0 - fraction) / rate) if rate > 0 else "?"
+        where = (
+            f"step {state.step}/{self.dyn.steps}"
+            if self.dyn.steps is not None
+            else f"step {state.step}  t {state.time:.4g}/{self.dyn.time:.4g}"
+        )
         self.stream.write(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * frac:5.1f}%  step {state.step}  t {state.time:.4g}  "
-            f"loss {info.loss:.6g}  |∇| {info.grad_norm:.2e}"
+            f"train: {_clock_text(now - self.started)} elapsed  {where} ({100 * fraction:.1f}%)  ETA {eta}  "
+            f"loss {info.loss:.6g}  |∇| {info.grad_norm:.2e}\n"
         )
         self.stream.flush()
 
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+
+def _clock_text(seconds: float) -> str:
+    """``H:MM:SS`` (``M:SS`` under an hour)."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
