@@ -63,6 +63,14 @@ LAMBDA_TOL = AnalysisSettings.defaults().lambda_tol
 GRAD_TOL = AnalysisSettings.defaults().grad_tol
 #: ``analyze``'s stationarity must match the particle-gradient one to this, relative to ``grad_tol + ‖v‖``.
 STATIONARITY_RTOL = 1e-3
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). judged_count 0/0; degenerate_count 0/0;
+# strict_saddle_count 0/0; global_minimum_count 0/0; uncertified_saddles 0/0; at_infinity_count 0/1e0 (report-only);
+# worst_saddle_lambda 2e-3/2e-3; curvature_bound_violations 0/0; worst_curvature_ratio 7e-15/7e-15;
+# curvature_recompute_error 2e-10/1e-10; minimum_lambda_min 1e-14/3e-14; stationarity_error 1e-6/8e-7;
+# minima_with_extra_zeros 0/0.
 TOLERANCES = {
     "degenerate_count": Tolerance(rtol=0.0, atol=0.5, bad="up"),
     "judged_count": Tolerance(rtol=0.5, atol=0.5, bad="down"),

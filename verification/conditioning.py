@@ -57,6 +57,13 @@ SINGULAR_MARGIN = 1e3
 #: pass also needs every flow to have trained: final L − L* at most this fraction of L(0).
 TRAINED_FRACTION = 0.1
 
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). min_ratio 1e-13/5e-14; worst_min_ratio 8e-14/8e-14;
+# min_inverse_condition 4e-16/2e-16; paper_phase_fraction 0/0 (report-only); phases 0/0 (report-only);
+# max_phase_variation 2e-12/6e-14 (report-only); max_plateau_variation 1e-11/- (report-only); plateaus 0/0 (report-
+# only); final_gap_fraction 1e-14/1e-14.
 TOLERANCES = {
     "min_ratio": Tolerance(rtol=0.2, atol=1e-3, bad="down"),
     "worst_min_ratio": Tolerance(rtol=0.2, atol=1e-3, bad="down"),

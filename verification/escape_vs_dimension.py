@@ -67,6 +67,14 @@ MC_DRAWS = 200_000
 CV_FLOOR = 1e-3
 #: measured vs predicted exponent p: |diff| ≤ SIGMAS·stderr + EXPONENT_SLACK (pass), > 2× that (fail).
 EXPONENT_SLACK = 0.005
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). linearisation_spread 9e-14/1e-14; poly_exponent
+# 2e-13/4e-14; poly_exponent_predicted 4e-15/9e-16 (report-only); poly_exponent_error 2e-13/3e-14; poly_rms
+# 7e-14/7e-14; exp_rms 1e-13/5e-14 (report-only); poly_exponent_wide 3e-15/6e-16 (report-only); wide_poly_rms
+# 2e-16/8e-17 (report-only); wide_exp_rms 6e-15/1e-15 (report-only); log_slope_ratio 1e-15/7e-16 (report-only);
+# lambda_min 7e-16/7e-16; escape_time_mean 3e-12/6e-13.
 TOLERANCES = {
     "linearisation_spread": Tolerance(rtol=1.0, atol=0.01, bad="up"),
     "poly_exponent": Tolerance(rtol=0.0, atol=0.005),

@@ -106,6 +106,14 @@ NUMPY_ACTIVATIONS = {
     "gelu": lambda z: z * special.ndtr(z),
 }
 
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). mlp_unexplained 1e-15/2e-13; mlp_unexplained_worst
+# 5e-16/1e-15; linear_unexplained 4e-16/4e-16; linear_stein_minus_sampled 2e-15/2e-16; random_feature_unexplained
+# 2e-16/3e-16; random_feature_unexplained_min 7e-16/6e-16; finite_n_slope 2e-12/2e-9; finite_n_ratio 1e-14/3e-11;
+# finite_n_coefficient_error 2e-11/2e-8; moment_max_z 3e-13/5e-13; gamma_star_gap 5e-16/5e-16; simulated_risk
+# 7e-16/6e-17; loss_n 1e-15/3e-16; simulation_z 2e-12/2e-12.
 TOLERANCES = {
     "mlp_unexplained": Tolerance(rtol=1.0, atol=1e-6, bad="up"),
     "linear_unexplained": Tolerance(rtol=1e-6, atol=1e-9),

@@ -54,6 +54,12 @@ GAMMA_LOSS_TOL, GAMMA_LOSS_FAIL = 1e-10, 1e-6
 GAMMA_TOL, GAMMA_FAIL = 1e-6, 1e-3
 #: singular values of the Kronecker system below this fraction of the largest are dropped (null(A_∞)).
 LSTSQ_RCOND = 1e-10
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). worst_floor_gap 4e-16/1e-15; floor_min_gap
+# 8e-16/1e-15; floor_k_less 1e-15/4e-16; gamma_loss_excess 1e-15/1e-14; lstsq_loss_excess 9e-16/1e-14;
+# gamma_lstsq_distance 8e-14/2e-12.
 TOLERANCES = {
     "worst_floor_gap": Tolerance(rtol=1.0, atol=1e-5, bad="up"),
     "floor_min_gap": Tolerance(rtol=0.0, atol=1e-6, bad="down"),

@@ -49,15 +49,23 @@ NOISE = 0.1
 PROBLEM = orthogonal_teacher_problem(k0=2, d=3, scale=SCALE, noise=NOISE)
 SLOPE_TOL = 0.1
 LIMIT_RTOL = 1e-5
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). sigma_min_slope 1e-10/1e-10; loss_limit_slope
+# 2e-4/1e-4; loss_limit_error 2e-7/1e-6 (report-only); gamma_times_sigma_min 2e-7/6e-7 (report-only);
+# refusal_epsilon 0/0; flow_min_sigma_min 6e-17/6e-17; flow_final_gap 6e-5/6e-16; flow_time_reached 9e-3/7e0
+# (report-only).
 TOLERANCES = {
     "sigma_min_slope": Tolerance(rtol=0.0, atol=0.02),
     "loss_limit_slope": Tolerance(rtol=0.0, atol=0.1),
-    "loss_limit_error": Tolerance(rtol=0.0, atol=5e-6, bad="up"),
+    # relative error at the smallest ε still defined: rounding-level (cond(Σ_µµ)·eps), judged by the pass rule only
+    "loss_limit_error": Tolerance(compare=False),
     # rounding-level residual at cond(Σ_µµ) up to 1e10: judged by the pass rule (≤ 1e-6), not compared
     "gamma_times_sigma_min": Tolerance(compare=False),
     "refusal_epsilon": Tolerance(rtol=1e-6, atol=0.0),
     "flow_min_sigma_min": Tolerance(rtol=1e-3, atol=0.0),
-    "flow_final_gap": Tolerance(rtol=5e-3, atol=0.0, bad="up"),
+    "flow_final_gap": Tolerance(rtol=5e-3, atol=1e-12, bad="up"),
     # the time an adaptive integrator reaches in a fixed number of steps at a nearly singular Σ_µµ
     "flow_time_reached": Tolerance(compare=False),
 }

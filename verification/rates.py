@@ -60,6 +60,12 @@ SAMPLES = 1_000_000
 #: dense Hessian spectrum vs the finite-difference one, relative to max |λ|: pass ≤ HESSIAN_RTOL, fail > HESSIAN_FAIL.
 HESSIAN_RTOL, HESSIAN_FAIL = 1e-6, 1e-3
 FD_STEP = 1e-5
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). decay_rate_ratio 3e-7/4e-5; escape_slope_ratio
+# 2e-9/9e-10; energy_defect 1e-12/1e-12; lambda_plus_min 1e-16/1e-16; lambda_min_saddle 7e-16/7e-16; loss_sampled_z
+# 2e-10/2e-10; hessian_fd_error 4e-15/4e-15.
 TOLERANCES = {
     "energy_defect": Tolerance(rtol=10.0, atol=1e-9, bad="up"),
     "decay_rate_ratio": Tolerance(rtol=0.02, atol=1e-3),

@@ -39,6 +39,11 @@ STATEMENT = (
 )
 REACH_TOL = 1e-3
 CANNOT_TOL = 1e-2
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). mlp_unexplained_worst 9e-16/2e-12; mlp_unexplained
+# 8e-16/9e-13; linear_unexplained_min 4e-16/3e-16; random_feature_unexplained 1e-16/0.
 TOLERANCES = {
     "mlp_unexplained_worst": Tolerance(rtol=1.0, atol=1e-5, bad="up"),
     "linear_unexplained_min": Tolerance(rtol=1e-6, atol=1e-9),

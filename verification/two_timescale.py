@@ -53,6 +53,12 @@ STATEMENT = (
 EXPONENT_RANGE = (0.7, 1.3)
 #: … fail: the gaps do not decrease, or q is below this.
 FAIL_EXPONENT = 0.3
+# Measured reproducibility, 2026-11-30 (`python -m verification.reproducibility`; quick: a repeat, 1 BLAS thread, 2
+# torch threads, generic kernels, --jobs 2 and two rounding-noise runs; full: two rounding-noise runs): the largest
+# spread of each metric over the variants, quick/full. Every compared tolerance allows at least 5x it (the thread
+# and kernel variants alone move nothing beyond 1e-15 relative). last_local_exponent 1e-10/2e-10; exponent
+# 1e-10/3e-11; distance_exponent 5e-14/1e-13; smallest_eta_gap 7e-16/4e-16; largest_eta_gap 4e-14/1e-14;
+# largest_eta_distance 4e-16/7e-16; reference_energy_defect 6e-16/1e-16.
 TOLERANCES = {
     "last_local_exponent": Tolerance(rtol=0.0, atol=0.15, bad="down"),
     "exponent": Tolerance(rtol=0.0, atol=0.15, bad="down"),
