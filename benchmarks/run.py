@@ -3,15 +3,15 @@
 
 Run from the repository root::
 
-    python -m benchmarks            # full sizes (about 15 CPU minutes)
-    python -m benchmarks --quick    # small sizes (a few CPU minutes)
+    python -m benchmarks table            # full sizes (about 15 CPU minutes)
+    python -m benchmarks table --quick    # small sizes (a few CPU minutes)
 
 Times are CPU seconds of this process (``time.process_time``) with one torch thread, so a
 busy shared machine does not distort the ratios; every ratio compares two timings taken
 in this same run. Rows:
 
 1. HVP time / gradient time of the particle objective (goal ≤ 3): the reverse-mode HVP of
-   :mod:`landscape.hessian` per product, and with its one-off setup amortised over 10 products;
+   :mod:`landscape.second_order.hessian` per product, and with its one-off setup amortised over 10 products;
 2. λ_min to relative tolerance 1e-8: this toolkit (null directions deflated, Lanczos on the
    Wasserstein Hessian) against scipy ``eigsh`` on a plain ``torch.func`` HVP operator (no
    deflation, no structure) and against curvlinops' ``HessianLinearOperator`` + ``eigsh``
@@ -41,15 +41,14 @@ import scipy.sparse.linalg as spla
 import torch
 from torch.func import grad, jvp
 
-from benchmarks.bench_second_order import near_teacher
 from landscape import AttentionLandscape, ExactGaussianExpectation, ParticleMeasure, SampledExpectation, Teacher, get_activation
+from landscape.cases import dead_neuron_saddle, near_teacher_measure, orthogonal_teacher, orthogonal_teacher_landscape, teacher_measure
 from landscape.dynamics.flow import Layout, ParticleFlow
-from landscape.eigensolvers import smallest_eigenpairs
-from landscape.hessian import hessian_vector_product
-from landscape.kernels import HermiteQuadrature
-from landscape.nullspace import null_space
-from landscape.operators import WassersteinHessian
-from landscape.references import dead_neuron_saddle, orthogonal_teacher_landscape, teacher_measure
+from landscape.model.kernels import HermiteQuadrature
+from landscape.second_order.eigensolvers import smallest_eigenpairs
+from landscape.second_order.hessian import hessian_vector_product
+from landscape.second_order.nullspace import null_space
+from landscape.second_order.operators import WassersteinHessian
 
 K, D = 5, 20
 clock = time.process_time
@@ -86,7 +85,8 @@ def matmul_rate(dtype=torch.float64, size: int = 1024) -> float:
 
 
 def erf_teacher(d: int = D, k: int = K) -> Teacher:
-    return Teacher(np.eye(k), 1.5 * np.eye(d)[:k], "erf")
+    """The §9 orthogonal erf teacher, ``s = 1.5`` (:func:`landscape.cases.orthogonal_teacher`)."""
+    return orthogonal_teacher(k, d, 1.5, "erf")
 
 
 def random_measure(m: int, k: int, d: int, seed: int = 0) -> ParticleMeasure:
@@ -122,7 +122,7 @@ def slope(xs, ys) -> float:
 # ----------------------------------------------------------------------------- 1
 def part_hvp(quick: bool) -> None:
     print("\n== 1. HVP time / gradient time (goal ≤ 3) ==")
-    cases = [("erf exact", orthogonal_teacher_landscape(K, D), near_teacher(m)) for m in ([40] if quick else [40, 160])]
+    cases = [("erf exact", orthogonal_teacher_landscape(K, D), near_teacher_measure(m, K, D)) for m in ([40] if quick else [40, 160])]
     teacher = Teacher(np.diag([1.0, 0.8, 0.6, 0.4, 0.2]), 3.0 * np.eye(D)[:K], "sigmoid")
     sig = AttentionLandscape(teacher, ExactGaussianExpectation(teacher, get_activation("sigmoid"), quadrature=HermiteQuadrature(64)))
     m_paper = 100 if quick else 500
@@ -183,7 +183,7 @@ def part_eigen(quick: bool) -> None:
     cases = [("§9 teacher (global min)", teacher_measure(K, D)), ("§9 saddle split ×4", split_saddle(4))]
     if not quick:
         cases.append(("§9 saddle split ×16", split_saddle(16)))
-    cases.append(("random near-teacher", near_teacher(8 if quick else 40)))
+    cases.append(("random near-teacher", near_teacher_measure(8 if quick else 40, K, D)))
     for warm in (cases[0][1], split_saddle(2)):  # first-call overheads stay out of the timings
         null_space(WassersteinHessian(landscape, warm), 1e-8)
     for name, mu in cases:
@@ -363,7 +363,7 @@ def part_crossover(quick: bool) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Performance table of issue 7 (ratios measured in one run).")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks table", description="Performance table of issue 7 (ratios measured in one run).")
     parser.add_argument("--quick", action="store_true", help="small sizes (a few CPU minutes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)

@@ -12,15 +12,15 @@ Example:
     0.0
 """
 
-from .activations import Activation, get_activation
-from .attention import LinearSelfAttention, simulate_risk
-from .config import ProblemSpec, load_problem, parse_problem
-from .expectations import ExactGaussianExpectation, SampledExpectation
-from .kernels import HermiteQuadrature, gaussian_kernel
-from .laws import EmpiricalLaw, GaussianLaw, SphereLaw
-from .measure import ParticleMeasure
-from .problem import AttentionLandscape, Evaluation, SingularMomentError
-from .teacher import Teacher
+from .io.problem import ProblemSpec, load_problem, parse_problem
+from .landscape import AttentionLandscape, Evaluation, SingularMomentError
+from .model.activations import Activation, get_activation
+from .model.attention import LinearSelfAttention, simulate_risk
+from .model.expectations import ExactGaussianExpectation, SampledExpectation
+from .model.kernels import HermiteQuadrature, gaussian_kernel
+from .model.laws import EmpiricalLaw, GaussianLaw, SphereLaw
+from .model.measure import ParticleMeasure
+from .model.teacher import Teacher
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from landscape.io import atomic_write_text
+from landscape.io.files import atomic_write_text
 
 from .document import Report, Section
 from .html import render_html

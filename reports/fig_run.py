@@ -6,7 +6,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .inputs import Trajectory
+from landscape.dynamics import Trajectory
+
 from .phases import PAPER_VARIATION, Phase, Plateau, event_times
 from .plotting import COLORS, new_figure
 

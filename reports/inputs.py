@@ -1,4 +1,4 @@
-"""Reading what the other commands wrote: results, trajectories, analyses and particles.
+"""Reading what the other commands wrote: results, analyses and particles (trajectories: :func:`landscape.dynamics.read_trajectory`).
 
 Three kinds of input folder are recognised by :func:`detect_kind`:
 
@@ -8,67 +8,35 @@ Three kinds of input folder are recognised by :func:`detect_kind`:
 * ``run``: a ``landscape train`` run directory (``trajectory.csv``);
 * ``analysis``: a ``landscape analyze`` output (``analysis.json``, optionally ``psi0.npz``).
 
-Every reader raises ``ValueError`` with one line naming the file and the problem.
+Claim records are read through :class:`verification.records.ClaimResult` (the one schema of a
+result record; a ``null`` value reads as NaN). Every reader raises ``ValueError`` with one line
+naming the file and the problem.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from landscape.io import load_npz
+from landscape.io.files import load_npz
 from verification.records import ClaimResult
 from verification.runner import suite_status
 
 __all__ = [
-    "Claim",
-    "Metric",
-    "Trajectory",
     "VerifyOutput",
     "detect_kind",
     "find_particles",
     "find_teacher_directions",
     "read_json",
     "read_verify",
-    "read_trajectory",
 ]
 
 KINDS = {"verify": "results.json", "run": "trajectory.csv", "analysis": "analysis.json"}
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A measured quantity of a claim; ``value``/``uncertainty`` are None where results.json holds null.
-
-    ``applicable`` is False for a quantity the claim marks as undefined for this run (shown "n/a").
-    """
-
-    value: float | None
-    uncertainty: float | None
-    description: str
-    applicable: bool = True
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One record of ``results.json`` (see ``verification/records.py``)."""
-
-    id: str
-    statement: str
-    verdict: str
-    metrics: dict[str, Metric]
-    threshold: str
-    evidence: list[str] = field(default_factory=list)
-    table: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float | None = None
-    failures: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -76,7 +44,7 @@ class VerifyOutput:
     """What ``results.json`` says: the claims, and for schema 2 the suite's status, baseline changes and provenance.
 
     Attributes:
-        claims: the records, in order.
+        claims: the records (:class:`~verification.records.ClaimResult`), in order.
         status: ``pass`` or ``fail`` (schema 1: ``fail`` when a claim failed, else ``pass``).
         headline: the status in words.
         compared: whether a baseline was compared (False for schema 1: not recorded).
@@ -85,36 +53,13 @@ class VerifyOutput:
         provenance: command, profile, versions, threads, date, times (empty for schema 1).
     """
 
-    claims: list[Claim]
+    claims: list[ClaimResult]
     status: str
     headline: str
     compared: bool
     regressions: list[dict[str, Any]]
     changes: list[dict[str, Any]]
     provenance: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """The columns of a ``trajectory.csv``.
-
-    Attributes:
-        columns: name → float array of shape (n,) for every numeric column present
-            (``time``, ``loss`` and ``grad_norm`` always are).
-        events: the ``events`` cell of each row (``""`` where none), length n.
-    """
-
-    columns: dict[str, np.ndarray]
-    events: list[str]
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.columns[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.columns
-
-    def __len__(self) -> int:
-        return len(self.events)
 
 
 def detect_kind(folder: Path) -> str:
@@ -169,71 +114,11 @@ def read_verify(path: Path) -> VerifyOutput:
                         list(meta.get("changes", [])), dict(meta.get("provenance", {})))
 
 
-def _claim(raw: Any, path: Path, index: int) -> Claim:
-    where = f"record {index} of {str(path)!r}"
+def _claim(raw: Any, path: Path, index: int) -> ClaimResult:
     try:
-        ClaimResult.from_dict(raw)  # the one schema of a result record
+        return ClaimResult.from_dict(raw)
     except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
-    metrics, table, evidence = raw["metrics"], raw.get("table") or [], raw.get("evidence") or []
-    return Claim(
-        id=str(raw["id"]),
-        statement=str(raw.get("statement", "")),
-        verdict=str(raw["verdict"]),
-        metrics={
-            str(name): Metric(_number(m.get("value"), where), _number(m.get("uncertainty"), where), str(m.get("description", "")),
-                              m.get("applicable", True))
-            for name, m in metrics.items()
-        },
-        threshold=str(raw["threshold"]),
-        evidence=[str(e) for e in evidence],
-        table=table,
-        seconds=_number(raw.get("seconds"), where),
-        failures=[str(f) for f in raw.get("failures") or []],
-    )
-
-
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: expected a number or null, got {value!r}.")
-    return float(value)
-
-
-def read_trajectory(path: Path) -> Trajectory:
-    """Read a ``trajectory.csv`` (columns of ``landscape/dynamics/rundir.py``).
-
-    Empty cells read as NaN; a partial last line (a run killed mid-write) is dropped.
-
-    Raises:
-        ValueError: unreadable file, no ``time``/``loss``/``grad_norm`` column, no rows, or a
-            cell that is not a number.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"trajectory {str(path)!r} is not readable ({type(err).__name__}).") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        raise ValueError(f"trajectory {str(path)!r} is empty.")
-    header = [name.strip() for name in rows[0]]
-    missing = [name for name in ("time", "loss", "grad_norm") if name not in header]
-    if missing:
-        raise ValueError(f"trajectory {str(path)!r} lacks column(s) {', '.join(missing)}.")
-    body = [row for row in rows[1:] if len(row) == len(header)]
-    if not body:
-        raise ValueError(f"trajectory {str(path)!r} has no complete rows.")
-    columns: dict[str, np.ndarray] = {}
-    for j, name in enumerate(header):
-        if name == "events":
-            continue
-        try:
-            columns[name] = np.array([float(row[j]) if row[j].strip() else math.nan for row in body])
-        except ValueError:
-            raise ValueError(f"trajectory {str(path)!r}: column {name!r} holds a value that is not a number.") from None
-    events = [row[header.index("events")].strip() for row in body] if "events" in header else [""] * len(body)
-    return Trajectory(columns, events)
+        raise ValueError(f"record {index} of {str(path)!r}: {err}") from None
 
 
 def find_particles(folder: Path, analysis: dict[str, Any], given: Path | None = None) -> dict[str, np.ndarray] | None:
@@ -245,17 +130,8 @@ def find_particles(folder: Path, analysis: dict[str, Any], given: Path | None = 
     Raises:
         ValueError: ``given`` does not exist, or the file found is not a valid measure.
     """
-    if given is not None:
-        return load_npz(given, required=("a", "w"), what="measure")
-    candidates = []
-    if isinstance(analysis.get("measure"), str):
-        candidates.append(folder / analysis["measure"])
-    for base in (folder, folder.parent):
-        candidates += [base / "measure.npz", base / "final.npz"]
-    for path in candidates:
-        if path.is_file():
-            return load_npz(path, required=("a", "w"), what="measure")
-    return None
+    path = given if given is not None else _first_file(folder, analysis, "measure", ("measure.npz", "final.npz"))
+    return None if path is None else load_npz(path, required=("a", "w"), what="measure")
 
 
 def find_teacher_directions(folder: Path, analysis: dict[str, Any], given: Path | None = None) -> np.ndarray | None:
@@ -268,19 +144,18 @@ def find_teacher_directions(folder: Path, analysis: dict[str, Any], given: Path 
     Raises:
         ValueError: ``given`` does not exist, or the file found is not readable TOML.
     """
-    if given is not None:
-        if not given.is_file():
-            raise ValueError(f"problem file {str(given)!r} does not exist.")
-        return _teacher_u(given)
-    candidates = []
-    if isinstance(analysis.get("problem"), str):
-        candidates.append(folder / analysis["problem"])
-    for base in (folder, folder.parent):
-        candidates += [base / "config.toml", base / "problem.toml"]
-    for path in candidates:
-        if path.is_file():
-            return _teacher_u(path)
-    return None
+    if given is not None and not given.is_file():
+        raise ValueError(f"problem file {str(given)!r} does not exist.")
+    path = given if given is not None else _first_file(folder, analysis, "problem", ("config.toml", "problem.toml"))
+    return None if path is None else _teacher_u(path)
+
+
+def _first_file(folder: Path, analysis: dict[str, Any], key: str, names: tuple[str, ...]) -> Path | None:
+    """The first existing file of: the path under ``key`` of ``analysis.json`` (relative to ``folder``), then ``names``
+    in ``folder`` and in its parent; None if none exists."""
+    candidates = [folder / analysis[key]] if isinstance(analysis.get(key), str) else []
+    candidates += [base / name for base in (folder, folder.parent) for name in names]
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def _teacher_u(path: Path) -> np.ndarray | None:

@@ -1,28 +1,27 @@
-"""Plateaus and phases of a run's ``trajectory.csv``, by the one rule of :mod:`verification.phases`.
+"""Plateaus and phases of a run's ``trajectory.csv``, by the one rule of :mod:`verification.analysis`.
 
 The rule itself (plateaus, the settled stretch, phases and ``λ_min(Σ_µµ)`` within each) lives in
-:mod:`verification.phases`, which the ``conditioning`` claim judges with; this module only reads
-it off a :class:`~reports.inputs.Trajectory` (its columns and its ``events`` cells), so the run
+:mod:`verification.analysis`, which the ``conditioning`` claim judges with; this module only reads
+it off a :class:`~landscape.dynamics.Trajectory` (its columns and its ``events`` cells), so the run
 report's figures and tables count exactly the phases the claim counts.
 """
 
 from __future__ import annotations
 
-from verification import phases as rule
-from verification.phases import PAPER_VARIATION, Phase, Plateau
-
-from .inputs import Trajectory
+from landscape.dynamics import Trajectory
+from verification import analysis as rule
+from verification.analysis import PAPER_VARIATION, Phase, Plateau
 
 __all__ = ["PAPER_VARIATION", "Phase", "Plateau", "event_times", "find_phases", "find_plateaus"]
 
 
 def find_plateaus(traj: Trajectory, **params: float) -> list[Plateau]:
-    """:func:`verification.phases.find_plateaus` on the ``time``, ``loss`` and ``grad_norm`` columns (``params`` passed on)."""
+    """:func:`verification.analysis.find_plateaus` on the ``time``, ``loss`` and ``grad_norm`` columns (``params`` passed on)."""
     return rule.find_plateaus(traj["time"], traj["loss"], traj["grad_norm"], **params)
 
 
 def find_phases(traj: Trajectory, plateaus: list[Plateau]) -> list[Phase]:
-    """:func:`verification.phases.find_phases` with the rows that carry a kick; ``[]`` without a ``sigma_min`` column."""
+    """:func:`verification.analysis.find_phases` with the rows that carry a kick; ``[]`` without a ``sigma_min`` column."""
     if "sigma_min" not in traj:
         return []
     kicks = [i for i, cell in enumerate(traj.events) if any(entry.strip().startswith("kick") for entry in cell.split(";"))]

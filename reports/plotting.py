@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from landscape.io import atomic_write_bytes
+from landscape.io.files import atomic_write_bytes
 
 __all__ = ["COLORS", "FigureFile", "literal", "new_figure", "render_figure", "write_figures"]
 

@@ -3,46 +3,36 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from landscape.io import load_npz
+from landscape.dynamics import read_trajectory
+from landscape.dynamics.train import read_run_config
+from landscape.io.files import load_npz
 
 from . import fig_points, fig_run
 from .document import Section, Table
-from .inputs import find_particles, find_teacher_directions, read_json, read_trajectory
+from .inputs import find_particles, find_teacher_directions, read_json
 from .numbers import format_number
 from .phases import PAPER_VARIATION, event_times, find_phases, find_plateaus
 from .plotting import render_figure
 
-__all__ = ["analysis_section", "kick_threshold", "noise_floor", "run_section"]
+__all__ = ["analysis_section", "reference_lines", "run_section"]
 
 
-def _config(run: Path) -> dict[str, Any]:
-    """The run's ``config.toml`` as a dict (empty when missing or unreadable: it only adds reference lines)."""
+def reference_lines(run: Path) -> tuple[float | None, float | None]:
+    """The noise floor ``½τ²`` (at ``N = ∞``, the floor of ``L_∞``) and the perturbation threshold ``g_thr``
+    (when perturbations are on) from the run's ``config.toml``, validated as ``landscape train`` validates it.
+
+    ``(None, None)`` when the file is missing or invalid: they only add reference lines to the figures.
+    """
     try:
-        return tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}
-
-
-def noise_floor(config: dict[str, Any]) -> float | None:
-    """``½τ²`` from a run's configuration when the prompt length is infinite (the floor of ``L_∞``), else None."""
-    task = config.get("task", {})
-    noise = task.get("noise", 0.0)
-    if task.get("prompt_length", "inf") != "inf" or isinstance(noise, bool) or not isinstance(noise, (int, float)):
-        return None
-    return 0.5 * float(noise) ** 2
-
-
-def kick_threshold(config: dict[str, Any]) -> float | None:
-    """``g_thr`` of ``[dynamics.perturbation]`` when perturbations are on, else None."""
-    kick = config.get("dynamics", {}).get("perturbation", {})
-    g_thr = kick.get("g_thr")
-    if kick.get("kind", "none") == "none" or isinstance(g_thr, bool) or not isinstance(g_thr, (int, float)):
-        return None
-    return float(g_thr)
+        spec, dynamics = read_run_config(run)
+    except ValueError:
+        return None, None
+    floor = 0.5 * spec.noise**2 if math.isinf(spec.prompt_length) else None
+    kick = dynamics.perturbation
+    return floor, (kick.g_thr if kick.kind != "none" else None)
 
 
 def run_section(run: Path, slug: str, title: str) -> Section:
@@ -95,8 +85,7 @@ def run_section(run: Path, slug: str, title: str) -> Section:
                 caption="Conditioning within each phase (phases end at plateau boundaries and perturbations)",
             )
         )
-    config = _config(run)
-    floor, g_thr = noise_floor(config), kick_threshold(config)
+    floor, g_thr = reference_lines(run)
     section.figures.append(render_figure(
         fig_run.loss_figure(traj, plateaus, floor), f"{slug}-loss",
         "Loss against time; plateaus shaded (orange: passed, green: settled), perturbations dashed, births/deaths as ticks"

@@ -13,13 +13,16 @@ figure titled with the run it shows, so that a claim fits a screen or two.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
 
+from verification.records import ClaimResult, Metric
+
 from . import fig_points, fig_rates
 from .document import Banner, Section, Table
-from .inputs import Claim, Metric, VerifyOutput, read_json
+from .inputs import VerifyOutput, read_json
 from .numbers import format_number, format_uncertain
 from .plotting import render_figure
 from .sections_run import analysis_section, run_section
@@ -42,13 +45,13 @@ def _value(metric: Metric) -> str:
     return format_uncertain(metric.value, metric.uncertainty) if metric.applicable else "n/a"
 
 
-def claims_table(claims: list[Claim]) -> Table:
+def claims_table(claims: list[ClaimResult]) -> Table:
     """One row per claim: id, verdict, key (first) metric, wall time (thresholds are in each claim's section)."""
     rows = []
     for claim in claims:
         name, metric = next(iter(claim.metrics.items()), ("-", None))
         value = "-" if metric is None else f"{name} = {_value(metric)}"
-        seconds = "-" if claim.seconds is None else f"{claim.seconds:.1f} s"
+        seconds = f"{claim.seconds:.1f} s" if math.isfinite(claim.seconds) else "-"
         rows.append([claim.id, claim.verdict, value, seconds])
     return Table(["claim", "verdict", "key metric", "time"], rows, caption="Claims", css="claims", verdict_column=1)
 
@@ -111,7 +114,7 @@ def provenance_section(provenance: dict[str, Any]) -> Section:
     return section
 
 
-def claim_sections(claims: list[Claim], root: Path) -> list[Section]:
+def claim_sections(claims: list[ClaimResult], root: Path) -> list[Section]:
     """One section per claim with its statement, metrics, table, evidence and figures."""
     slugs: list[str] = []
     for claim in claims:
@@ -120,7 +123,7 @@ def claim_sections(claims: list[Claim], root: Path) -> list[Section]:
     return [_claim_section(claim, root, slug) for claim, slug in zip(claims, slugs, strict=True)]
 
 
-def _claim_section(claim: Claim, root: Path, slug: str) -> Section:
+def _claim_section(claim: ClaimResult, root: Path, slug: str) -> Section:
     """Statement, threshold, failures, metrics, a short table and one summary figure in the page; the rest in details."""
     section = Section(f"{claim.id}: {claim.verdict}", anchor=slug)
     if claim.statement:

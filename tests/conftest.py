@@ -18,6 +18,7 @@ from landscape import (  # noqa: E402
     ParticleMeasure,
     SampledExpectation,
     Teacher,
+    cases,  # noqa: E402
     get_activation,
 )
 
@@ -53,8 +54,8 @@ radius = 0.01
 """
 
 def orthogonal_teacher(k0: int, d: int, scale: float = 1.0, activation: str = "erf") -> Teacher:
-    """docs/theory.md §9: ``u_l = s e_l``, ``c_l = e_l``, ``l = 1..k°``."""
-    return Teacher(np.eye(k0), scale * np.eye(d)[:k0], activation)
+    """docs/theory.md §9 (:func:`landscape.cases.orthogonal_teacher`) with ``s = 1`` by default."""
+    return cases.orthogonal_teacher(k0, d, scale, activation)
 
 
 def random_teacher(rng: np.random.Generator, neurons: int, k0: int, d: int, activation: str = "erf") -> Teacher:
@@ -80,10 +81,9 @@ def sampled_landscape(teacher: Teacher, x: np.ndarray, activation: str | None = 
 
 
 def dead_neuron_saddle(k0: int = 3, d: int = 5, scale: float = 1.0) -> tuple[Teacher, ParticleMeasure]:
-    """docs/theory.md §9: k° − 1 features learned, the last particle dead at ``s e_{k°+1}``."""
-    teacher = orthogonal_teacher(k0, d, scale)
-    rows = [*range(k0 - 1), k0]
-    return teacher, ParticleMeasure(np.eye(k0), scale * np.eye(d)[rows])
+    """docs/theory.md §9: k° − 1 features learned, the last particle dead at ``s e_{k°+1}``
+    (:mod:`landscape.cases`), with its teacher."""
+    return cases.orthogonal_teacher(k0, d, scale), cases.dead_neuron_saddle(k0, d, scale)
 
 
 @pytest.fixture

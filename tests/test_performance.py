@@ -14,10 +14,10 @@ import pytest
 import torch
 from conftest import orthogonal_teacher, random_measure
 
-import landscape.expectations as expectations
+import landscape.model.expectations as expectations
 from landscape import SampledExpectation, get_activation
-from landscape.hessian import hessian_vector_product
-from landscape.problem import AttentionLandscape
+from landscape.landscape import AttentionLandscape
+from landscape.second_order.hessian import hessian_vector_product
 
 
 def _loss_and_grad(landscape, a, w, p):
@@ -74,8 +74,10 @@ _LARGE_M_SCRIPT = textwrap.dedent(
 
 #: bound on the peak resident memory added by one loss + gradient at M = 1e5, n = 4000, d = 20.
 #: Without blocking, the activations stored for the backward pass alone take 2·n·M·8 B ≈ 6.4 GB;
-#: measured here (2026-11-22): +0.65 to +1.45 GiB depending on the allocator's mood, 14–35 CPU s.
-LARGE_M_MEMORY_BOUND_MIB = 2048
+#: measured here (2026-11-22): +0.65 to +1.45 GiB depending on the allocator's mood, 14–35 CPU s;
+#: 2026-11-30: +2.02 GiB once in a full suite run on a loaded machine. The bound stays well below
+#: the unblocked 6.4 GB, so dropping the blocking still fails the test.
+LARGE_M_MEMORY_BOUND_MIB = 3072
 
 
 @pytest.mark.slow

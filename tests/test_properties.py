@@ -22,7 +22,7 @@ a theorem about the exact landscape, so it holds on every backend up to rounding
 
 Tolerances are ``eps(float64)`` times the condition numbers that amplify rounding
 (``cond Σ_µµ``, ``cond A_N``, ``cond B``) times the sizes involved, through
-:func:`landscape.tolerances.tolerance`. Examples whose Σ_µµ or A_N is ill-conditioned are
+:func:`landscape.second_order.settings.tolerance`. Examples whose Σ_µµ or A_N is ill-conditioned are
 assumed away (``hypothesis.assume``): there the landscape is undefined (§4).
 """
 
@@ -46,7 +46,7 @@ from landscape import (
     gaussian_kernel,
     get_activation,
 )
-from landscape.tolerances import tolerance
+from landscape.second_order.settings import tolerance
 
 ACTIVATIONS = ("erf", "relu", "tanh", "sigmoid", "gelu")
 #: a cheaper Mehler rule than the default: the properties hold for any truncation.

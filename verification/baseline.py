@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from landscape.io import write_json
+from landscape.io.files import write_json
 
 from .records import ClaimResult
 

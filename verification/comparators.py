@@ -1,4 +1,4 @@
-r"""Risks of the models the trained MLP is compared with (docs/theory.md §10.1), and small fits.
+r"""Risks of the models the trained MLP is compared with (docs/theory.md §10.1).
 
 At ``N = ∞`` every feature map ``h`` has the in-context risk
 ``L_∞(h) = ½[τ² + tr Σ_°° − tr(Σ_°h Σ_hh⁺ Σ_h°)]``: the noise floor plus the part of ``f°``
@@ -23,18 +23,17 @@ import math
 import numpy as np
 import torch
 
-from landscape.measure import ParticleMeasure
-from landscape.problem import AttentionLandscape
-from landscape.teacher import Teacher
+from landscape.landscape import AttentionLandscape
+from landscape.model.measure import ParticleMeasure
+from landscape.model.teacher import Teacher
 
 __all__ = [
     "explained_by",
-    "fit_power",
     "linear_attention_risk_sampled",
     "linear_attention_risk_stein",
     "random_feature_risk",
-    "relative_excess",
     "sampled_loss_inf",
+    "signal",
 ]
 
 #: eigenvalues of Σ_hh below this fraction of the largest are dropped (pseudo-inverse).
@@ -122,15 +121,6 @@ def sampled_loss_inf(
     return float(corrected), stderr
 
 
-def relative_excess(loss: float, landscape: AttentionLandscape) -> float:
-    """``(L − ½τ²) / (½ tr Σ_°°)``: the fraction of the signal ``f°`` left unexplained."""
-    signal = float(torch.trace(landscape.expectation.sigma_tt))
-    return (loss - 0.5 * landscape.noise**2) / (0.5 * signal)
-
-
-def fit_power(x, y) -> tuple[float, float, float]:
-    """Least-squares fit ``log y = b log x + a``: returns ``(b, a, rms residual)`` (inputs must be positive)."""
-    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
-    coef, *_ = np.linalg.lstsq(np.stack([lx, np.ones_like(lx)], 1), ly, rcond=None)
-    resid = ly - (coef[0] * lx + coef[1])
-    return float(coef[0]), float(coef[1]), float(np.sqrt(np.mean(resid**2)))
+def signal(landscape: AttentionLandscape) -> float:
+    """``tr Σ_°°``: the signal of the teacher (the denominator of :func:`verification.analysis.relative_excess`)."""
+    return float(torch.trace(landscape.expectation.sigma_tt))

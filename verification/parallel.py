@@ -2,16 +2,37 @@
 
 Every task is a top-level function and picklable arguments, so the three ways give the
 same results; each task fixes its own seeds, so the order of execution does not matter.
+
+Each task runs with one torch intra-op thread (:func:`single_thread`). The checks run many
+small tensor operations (a few hundred rows, a handful of neurons); with several intra-op
+threads on a loaded machine torch's thread pool spins and waits, and each small matmul
+costs ~100× more (measured: 19 ms instead of 0.2 ms for a 442×10 by 10×2 product at load 11
+on 2 cores). Parallelism comes from the task pool instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .threads import single_thread
+import torch
 
-__all__ = ["TaskPool"]
+__all__ = ["TaskPool", "single_thread"]
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(1)`` and float64 default, restoring both after."""
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
 
 
 @dataclass(frozen=True)
@@ -47,7 +68,7 @@ class TaskPool:
     def run(self, tasks: Iterable[tuple[Callable[..., Any], tuple]]) -> list[Any]:
         """``[fn(*args) for fn, args in tasks]``, in order, wherever the pool runs them.
 
-        Each task runs with one torch thread (:func:`~verification.threads.single_thread`):
+        Each task runs with one torch thread (:func:`single_thread`):
         parallelism comes from the pool, not from torch's intra-op threads.
         """
         return self.map(_call, tasks)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Metric", "ClaimResult", "VERDICTS", "verdict_from_margin", "json_safe"]
+__all__ = ["Metric", "ClaimResult", "VERDICTS", "json_safe"]
 
 VERDICTS = ("pass", "fail", "inconclusive")
 
@@ -133,15 +133,6 @@ class ClaimResult:
             seconds=_number(raw.get("seconds", 0.0)),
             failures=[str(f) for f in failures],
         )
-
-
-def verdict_from_margin(passes: bool, fails: bool) -> str:
-    """``pass`` if the evidence clears the threshold, ``fail`` if it contradicts it, else ``inconclusive``."""
-    if passes and not fails:
-        return "pass"
-    if fails:
-        return "fail"
-    return "inconclusive"
 
 
 def _finite(x: float) -> float | None:

@@ -1,7 +1,8 @@
-"""The claims, by contract id, and the modules that check them.
+"""The claims, by contract id, and the modules of :mod:`verification.claims` that check them.
 
-Each module defines ``CLAIM_ID``, ``STATEMENT``, ``TOLERANCES`` (metric → :class:`Tolerance`)
-and ``check(profile, out, pool) -> ClaimResult``.
+Each module defines ``CLAIM_ID``, ``STATEMENT``, ``TOLERANCES`` (metric → :class:`Tolerance`),
+``rules() -> Claim`` (:mod:`verification.rules`: its verdict and threshold text) and
+``check(profile, out, pool) -> ClaimResult``.
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ __all__ = ["PAPER_CLAIMS", "EXTRA_CHECKS", "ALL_CHECKS", "claim_module", "resolv
 
 #: docs/theory.md §10, in the paper's order (ids are contract).
 PAPER_CLAIMS = {
-    "expressivity": "verification.expressivity",
-    "benign-landscape": "verification.benign_landscape",
-    "saddle-avoidance": "verification.saddle_avoidance",
-    "rates": "verification.rates",
-    "conditioning": "verification.conditioning",
-    "two-timescale": "verification.two_timescale",
-    "birth-death": "verification.birth_death",
+    "expressivity": "verification.claims.expressivity",
+    "benign-landscape": "verification.claims.benign_landscape",
+    "saddle-avoidance": "verification.claims.saddle_avoidance",
+    "rates": "verification.claims.rates",
+    "conditioning": "verification.claims.conditioning",
+    "two-timescale": "verification.claims.two_timescale",
+    "birth-death": "verification.claims.birth_death",
 }
 #: checks the paper suggests beyond its proofs.
 EXTRA_CHECKS: dict[str, str] = {
-    "real-data": "verification.real_data",
-    "feature-mismatch": "verification.feature_mismatch",
-    "ill-conditioning": "verification.ill_conditioning",
-    "collinear-teacher": "verification.collinear_teacher",
-    "escape-vs-dimension": "verification.escape_vs_dimension",
+    "real-data": "verification.claims.real_data",
+    "feature-mismatch": "verification.claims.feature_mismatch",
+    "ill-conditioning": "verification.claims.ill_conditioning",
+    "collinear-teacher": "verification.claims.collinear_teacher",
+    "escape-vs-dimension": "verification.claims.escape_vs_dimension",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from landscape.io import atomic_write_text, write_json
+from landscape.io.files import atomic_write_text, write_json
 
 from .baseline import DEFAULT_TOLERANCE, Change, compare
 from .parallel import TaskPool

@@ -6,7 +6,6 @@ Claims run the same public pipeline a user runs: a problem written as TOML, trai
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 from dataclasses import dataclass
@@ -15,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from landscape.config import parse_problem
-from landscape.dynamics import RunResult, train
+from landscape.dynamics import RunResult, read_trajectory, train
 from landscape.dynamics.rundir import dumps_toml
-from landscape.io import atomic_write_text, write_json
-from landscape.measure import ParticleMeasure
-from landscape.problem import AttentionLandscape
+from landscape.io.files import atomic_write_text, write_json
+from landscape.io.problem import parse_problem
+from landscape.landscape import AttentionLandscape
+from landscape.model.measure import ParticleMeasure
 
 from .records import json_safe
 
@@ -28,12 +27,9 @@ __all__ = [
     "EVIDENCE_MARKER",
     "TrainingRun",
     "check_evidence_dir",
-    "orthogonal_teacher_problem",
-    "dead_neuron_saddle",
     "prepare_evidence_dir",
     "landscape_of",
     "run_training",
-    "read_trajectory",
     "write_evidence",
     "mean_and_stderr",
 ]
@@ -72,32 +68,6 @@ def prepare_evidence_dir(path: Path) -> Path:
     return path
 
 
-def orthogonal_teacher_problem(
-    k0: int,
-    d: int,
-    scale: float = 1.5,
-    activation: str = "erf",
-    noise: float = 0.0,
-    prompt_length: int | str = "inf",
-    features: int | None = None,
-) -> dict[str, Any]:
-    """The problem tables of docs/theory.md §9: ``u_l = s e_l``, ``c_l = e_l``, Gaussian inputs, exact expectations."""
-    eye = np.eye(max(k0, d))
-    return {
-        "input": {"law": "gaussian", "dim": d},
-        "teacher": {"activation": activation, "c": np.eye(k0).tolist(), "u": (scale * eye[:k0, :d]).tolist()},
-        "model": {"activation": activation, "features": features or k0},
-        "task": {"noise": noise, "prompt_length": prompt_length},
-        "expectation": {"method": "exact"},
-    }
-
-
-def dead_neuron_saddle(k0: int, d: int, scale: float = 1.5, dead: int = 1) -> ParticleMeasure:
-    """docs/theory.md §9: ``M = k = k°``; ``k° − dead`` particles on teacher neurons, the rest at ``s e_m``, ``m > k°``."""
-    if not 1 <= dead < k0 or k0 + dead > d:
-        raise ValueError(f"need 1 ≤ dead < k° and k° + dead ≤ d, got dead = {dead}, k° = {k0}, d = {d}.")
-    rows = [*range(k0 - dead), *range(k0, k0 + dead)]
-    return ParticleMeasure(np.eye(k0), scale * np.eye(d)[rows])
 
 
 def landscape_of(problem: dict[str, Any]) -> AttentionLandscape:
@@ -122,22 +92,9 @@ def run_training(directory: Path, problem: dict[str, Any], init: dict[str, Any],
     path = directory / "problem.toml"
     atomic_write_text(path, dumps_toml({**problem, "init": init, "dynamics": dynamics}))
     result = train(path, directory / "run")
-    trajectory, events = read_trajectory(directory / "run")
+    trajectory = read_trajectory(directory / "run")
     final = ParticleMeasure.load(directory / "run" / "final.npz") if result.completed else None
-    return TrainingRun(result, trajectory, events, final, directory / "run")
-
-
-def read_trajectory(run_dir: Path) -> tuple[dict[str, np.ndarray], list[tuple[float, str]]]:
-    """Numeric columns of ``trajectory.csv`` and the ``(time, event)`` list."""
-    with open(run_dir / "trajectory.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = {}
-    for name in rows[0].keys() if rows else ():
-        if name == "events":
-            continue
-        columns[name] = np.array([float(r[name]) if r[name] not in ("", None) else math.nan for r in rows])
-    events = [(float(r["time"]), e) for r in rows for e in (r.get("events") or "").split(";") if e]
-    return columns, events
+    return TrainingRun(result, trajectory.columns, trajectory.event_times(), final, directory / "run")
 
 
 def write_evidence(directory: Path, name: str, payload: Any) -> str:

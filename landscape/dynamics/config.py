@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io.schema import choice, integer, known, number, table
+
 __all__ = [
     "InitConfig",
     "BirthDeathConfig",
@@ -164,31 +166,31 @@ def parse_init(raw: dict[str, Any] | None, base: Path = Path(".")) -> InitConfig
         ValueError: an unknown key, a wrong type or value (naming ``[init] key``), or a
             missing measure file for ``kind = "file"`` / ``"saddle"``.
     """
-    table = _table(raw, "init")
-    _known(table, "init", {f for f in InitConfig.__dataclass_fields__})
-    kind = _choice(table, "init", "kind", INIT_KINDS, "gaussian")
-    measure = table.get("measure")
+    values = table(raw, "init")
+    known(values, "init", sorted(InitConfig.__dataclass_fields__))
+    kind = choice(values, "init", "kind", INIT_KINDS, "gaussian")
+    measure = values.get("measure")
     if kind in ("file", "saddle"):
         if not isinstance(measure, str):
             raise ValueError(f"[init] kind = \"{kind}\" needs measure = \"path/to/measure.npz\" (a string).")
         measure = str((base / measure).resolve())
         for key in ("particles", "scale", "radius", "seed"):
-            if key in table:
+            if key in values:
                 raise ValueError(f"[init] {key} is not used with kind = \"{kind}\" (the measure file fixes the particles).")
     elif measure is not None:
         raise ValueError(f"[init] measure is only used with kind = \"file\" or \"saddle\", got kind = \"{kind}\".")
-    if kind != "region" and "radius" in table:
+    if kind != "region" and "radius" in values:
         raise ValueError(f"[init] radius is only used with kind = \"region\", got kind = \"{kind}\".")
-    if kind != "saddle" and "saddle_tol" in table:
+    if kind != "saddle" and "saddle_tol" in values:
         raise ValueError(f"[init] saddle_tol is only used with kind = \"saddle\", got kind = \"{kind}\".")
     return InitConfig(
         kind=kind,
-        particles=_integer(table, "init", "particles", InitConfig.particles, 1),
-        scale=_number(table, "init", "scale", InitConfig.scale, positive=True),
-        radius=_number(table, "init", "radius", InitConfig.radius, positive=True),
-        seed=_integer(table, "init", "seed", InitConfig.seed, 0),
+        particles=integer(values, "init", "particles", InitConfig.particles, 1),
+        scale=number(values, "init", "scale", InitConfig.scale, positive=True),
+        radius=number(values, "init", "radius", InitConfig.radius, positive=True),
+        seed=integer(values, "init", "seed", InitConfig.seed, 0),
         measure=measure,
-        saddle_tol=_number(table, "init", "saddle_tol", InitConfig.saddle_tol, positive=True),
+        saddle_tol=number(values, "init", "saddle_tol", InitConfig.saddle_tol, positive=True),
     )
 
 
@@ -199,97 +201,55 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
         ValueError: an unknown key, a wrong type or value (naming ``[dynamics…] key``), or
             both ``steps`` and ``time``.
     """
-    table = _table(raw, "dynamics")
+    values = table(raw, "dynamics")
     scalar_keys = {f for f in DynamicsConfig.__dataclass_fields__} - {"birth_death", "perturbation"}
-    _known(table, "dynamics", scalar_keys | {"birth_death", "perturbation"})
-    if "steps" in table and "time" in table:
+    known(values, "dynamics", sorted(scalar_keys | {"birth_death", "perturbation"}))
+    if "steps" in values and "time" in values:
         raise ValueError("[dynamics] give either steps or time, not both.")
-    integrator = _choice(table, "dynamics", "integrator", INTEGRATORS, DynamicsConfig.integrator)
-    if "time" in table:
-        steps, time = None, _number(table, "dynamics", "time", None, positive=True)
+    integrator = choice(values, "dynamics", "integrator", INTEGRATORS, DynamicsConfig.integrator)
+    if "time" in values:
+        steps, time = None, number(values, "dynamics", "time", None, positive=True)
     else:
-        steps, time = _integer(table, "dynamics", "steps", DynamicsConfig.steps, 1), None
+        steps, time = integer(values, "dynamics", "steps", DynamicsConfig.steps, 1), None
     for key in ("rtol", "atol"):
-        if key in table and integrator not in ADAPTIVE_INTEGRATORS:
+        if key in values and integrator not in ADAPTIVE_INTEGRATORS:
             raise ValueError(f"[dynamics] {key} is only used with an adaptive integrator (rk23, dopri5, rosenbrock23), got {integrator!r}.")
     for key in ("krylov_rtol", "krylov_maxiter"):
-        if key in table and integrator != "rosenbrock23":
+        if key in values and integrator != "rosenbrock23":
             raise ValueError(f"[dynamics] {key} is only used with integrator = \"rosenbrock23\", got {integrator!r}.")
-    krylov_rtol = _number(table, "dynamics", "krylov_rtol", None, positive=True)
+    krylov_rtol = number(values, "dynamics", "krylov_rtol", None, positive=True)
     if krylov_rtol is not None and krylov_rtol >= 1.0:
         raise ValueError(f"[dynamics] krylov_rtol must be < 1 (a relative residual; ≥ 1 accepts x = 0 and the run stands still), got {krylov_rtol!r}.")
-    eta = table.get("timescale_ratio", "inf")
+    eta = values.get("timescale_ratio", "inf")
     if eta != "inf":
-        eta = _number(table, "dynamics", "timescale_ratio", None, positive=True)
-    bd = _table(table.get("birth_death"), "dynamics.birth_death")
-    _known(bd, "dynamics.birth_death", {"kind", "rate"})
-    pt = _table(table.get("perturbation"), "dynamics.perturbation")
-    _known(pt, "dynamics.perturbation", {"kind", "g_thr", "t_thr", "radius"})
+        eta = number(values, "dynamics", "timescale_ratio", None, positive=True)
+    bd = table(values.get("birth_death"), "dynamics.birth_death")
+    known(bd, "dynamics.birth_death", sorted({"kind", "rate"}))
+    pt = table(values.get("perturbation"), "dynamics.perturbation")
+    known(pt, "dynamics.perturbation", sorted({"kind", "g_thr", "t_thr", "radius"}))
     return DynamicsConfig(
         steps=steps,
         time=time,
-        step_size=_number(table, "dynamics", "step_size", DynamicsConfig.step_size, positive=True),
+        step_size=number(values, "dynamics", "step_size", DynamicsConfig.step_size, positive=True),
         integrator=integrator,
-        rtol=_number(table, "dynamics", "rtol", DynamicsConfig.rtol, positive=True),
-        atol=_number(table, "dynamics", "atol", DynamicsConfig.atol, positive=True),
+        rtol=number(values, "dynamics", "rtol", DynamicsConfig.rtol, positive=True),
+        atol=number(values, "dynamics", "atol", DynamicsConfig.atol, positive=True),
         krylov_rtol=krylov_rtol,
-        krylov_maxiter=_integer(table, "dynamics", "krylov_maxiter", DynamicsConfig.krylov_maxiter, 1),
+        krylov_maxiter=integer(values, "dynamics", "krylov_maxiter", DynamicsConfig.krylov_maxiter, 1),
         timescale_ratio=math.inf if eta == "inf" else eta,
-        record_every=_integer(table, "dynamics", "record_every", DynamicsConfig.record_every, 1),
-        snapshot_every=_integer(table, "dynamics", "snapshot_every", DynamicsConfig.snapshot_every, 0),
-        checkpoint_every=_integer(table, "dynamics", "checkpoint_every", DynamicsConfig.checkpoint_every, 1),
-        checkpoint_seconds=_number(table, "dynamics", "checkpoint_seconds", DynamicsConfig.checkpoint_seconds, positive=False),
-        seed=_integer(table, "dynamics", "seed", DynamicsConfig.seed, 0),
+        record_every=integer(values, "dynamics", "record_every", DynamicsConfig.record_every, 1),
+        snapshot_every=integer(values, "dynamics", "snapshot_every", DynamicsConfig.snapshot_every, 0),
+        checkpoint_every=integer(values, "dynamics", "checkpoint_every", DynamicsConfig.checkpoint_every, 1),
+        checkpoint_seconds=number(values, "dynamics", "checkpoint_seconds", DynamicsConfig.checkpoint_seconds, minimum=0.0),
+        seed=integer(values, "dynamics", "seed", DynamicsConfig.seed, 0),
         birth_death=BirthDeathConfig(
-            kind=_choice(bd, "dynamics.birth_death", "kind", BIRTH_DEATH_KINDS, "none"),
-            rate=_number(bd, "dynamics.birth_death", "rate", BirthDeathConfig.rate, positive=True),
+            kind=choice(bd, "dynamics.birth_death", "kind", BIRTH_DEATH_KINDS, "none"),
+            rate=number(bd, "dynamics.birth_death", "rate", BirthDeathConfig.rate, positive=True),
         ),
         perturbation=PerturbationConfig(
-            kind=_choice(pt, "dynamics.perturbation", "kind", PERTURBATION_KINDS, "none"),
-            g_thr=_number(pt, "dynamics.perturbation", "g_thr", PerturbationConfig.g_thr, positive=True),
-            t_thr=_number(pt, "dynamics.perturbation", "t_thr", PerturbationConfig.t_thr, positive=False),
-            radius=_number(pt, "dynamics.perturbation", "radius", PerturbationConfig.radius, positive=True),
+            kind=choice(pt, "dynamics.perturbation", "kind", PERTURBATION_KINDS, "none"),
+            g_thr=number(pt, "dynamics.perturbation", "g_thr", PerturbationConfig.g_thr, positive=True),
+            t_thr=number(pt, "dynamics.perturbation", "t_thr", PerturbationConfig.t_thr, minimum=0.0),
+            radius=number(pt, "dynamics.perturbation", "radius", PerturbationConfig.radius, positive=True),
         ),
     )
-
-
-# ----------------------------------------------------------------------- helpers
-def _table(value: Any, name: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"[{name}] must be a table, got {type(value).__name__}.")
-    return value
-
-
-def _known(table: dict, name: str, known: set[str]) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) in [{name}]: {', '.join(unknown)}.")
-
-
-def _choice(table: dict, name: str, key: str, options: tuple[str, ...], default: str) -> str:
-    value = table.get(key, default)
-    if value not in options:
-        raise ValueError(f"[{name}] {key} must be one of {', '.join(map(repr, options))}, got {value!r}.")
-    return value
-
-
-def _integer(table: dict, name: str, key: str, default: int | None, minimum: int) -> int | None:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"[{name}] {key} must be an integer ≥ {minimum}, got {value!r}.")
-    return value
-
-
-def _number(table: dict, name: str, key: str, default: float | None, positive: bool) -> float | None:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"[{name}] {key} must be a finite number, got {value!r}.")
-    if (positive and value <= 0) or value < 0:
-        raise ValueError(f"[{name}] {key} must be {'> 0' if positive else '≥ 0'}, got {value!r}.")
-    return float(value)

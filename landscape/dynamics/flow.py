@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..problem import AttentionLandscape
+from ..landscape import AttentionLandscape
 
 __all__ = ["Layout", "FieldValue", "Linearization", "ParticleFlow"]
 

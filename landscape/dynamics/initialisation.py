@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from ..measure import ParticleMeasure
-from ..problem import AttentionLandscape
+from ..landscape import AttentionLandscape
+from ..model.measure import ParticleMeasure
 from .config import InitConfig
 
 __all__ = ["initial_measure"]

@@ -7,7 +7,7 @@ r"""Saddle-escape perturbations (docs/theory.md §6).
   ``Ĥ = P^{-1/2} ∇²F P^{-1/2}`` (``P = diag(p) ⊗ I``) is symmetric, so ``ξ = Ĥ z`` with
   ``z ~ N(0, I)`` has covariance ``Ĥ²`` exactly; the tangent field is ``v_i = ξ_i/√p_i``,
   rescaled so that ``‖v‖_{L²(µ)} = |ξ| = r``. Only Hessian-vector products are used
-  (:func:`landscape.hessian.hessian_vector_product`); no matrix is formed.
+  (:func:`landscape.second_order.hessian.hessian_vector_product`); no matrix is formed.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..hessian import hessian_vector_product
-from ..measure import ParticleMeasure
-from ..problem import AttentionLandscape
+from ..landscape import AttentionLandscape
+from ..model.measure import ParticleMeasure
+from ..second_order.hessian import hessian_vector_product
 
 __all__ = ["isotropic_kick", "hessian_kick"]
 

@@ -2,7 +2,7 @@ r"""A run directory: resolved configuration, trajectory, snapshots, checkpoint, 
 
 Layout of ``RUN/``::
 
-    .landscape-train   the marker of a folder made by ``landscape train`` (:func:`landscape.io.claim_output_folder`)
+    .landscape-train   the marker of a folder made by ``landscape train`` (:func:`landscape.io.files.claim_output_folder`)
     config.toml        the resolved problem (every default written out, absolute paths)
     trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`)
     snapshots/         step_NNNNNNNN.npz measures (a, w, p, time) every ``snapshot_every`` steps
@@ -12,7 +12,7 @@ Layout of ``RUN/``::
     final.npz          the final measure (a, w, p; and gamma at a finite timescale ratio)
     status.json        how the run ended: completed, or the reason it stopped
 
-Every file is replaced atomically (:mod:`landscape.io`); the trajectory is appended row by
+Every file is replaced atomically (:mod:`landscape.io.files`); the trajectory is appended row by
 row and cut back to the checkpoint on ``--resume``, so a killed run resumes cleanly.
 """
 
@@ -29,25 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_text, load_npz, save_npz, write_json
+from ..io.files import atomic_write_text, load_npz, save_npz, write_json
+from .trajectory import COLUMNS
 
 __all__ = ["COLUMNS", "Checkpoint", "RunDirectory", "dumps_toml"]
-
-#: trajectory columns; ``energy`` is L(µ, Γ) at finite η (else equal to ``loss`` = L_N(µ)),
-#: ``energy_defect`` is ``E(t) − E(0) + ∫ dissipation`` (jumps from events excluded).
-COLUMNS = (
-    "step",
-    "time",
-    "loss",
-    "energy",
-    "grad_norm",
-    "sigma_min",
-    "sigma_cond",
-    "entropy",
-    "energy_defect",
-    "step_size",
-    "events",
-)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""The ``landscape analyze`` subcommand: classify a measure with certificates (docs/theory.md §7–8).
+
+Prints everything ``evaluate`` prints plus ``classification`` and ``hessian``, and
+``problem`` (absolute path) and ``measure`` (where the analysed measure is). With
+``--out DIR`` also writes ``DIR/psi0.npz`` (arrays ``a`` (M, k), ``w`` (M, d): ψ0 per
+particle, unit in L²(µ)), ``DIR/measure.npz`` (the measure analysed: refined with
+``--refine``; ``measure`` is then ``"measure.npz"``) and ``DIR/analysis.json``, each
+atomically and only after the whole analysis succeeded. DIR must be new, empty, made by
+``landscape analyze`` or a ``landscape train`` run directory; ``--force`` writes into any
+folder. A ``degenerate`` verdict prints a loud warning on stderr; text mode says when
+``--refine`` did not converge. Bad input: one ``error:`` line, exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..io.files import check_output_folder, claim_output_folder, save_npz, write_json
+from ..io.problem import load_problem
+from ..model.measure import ParticleMeasure
+from ..second_order.classify import analyze
+from ..second_order.settings import AnalysisSettings
+from .common import check_device
+
+__all__ = ["register"]
+
+#: ``--out`` may also be a ``landscape train`` run directory (its report then shows the analysis too).
+OUT_ACCEPTS = ("train",)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        check_output_folder(out, "analyze", args.force, accept=OUT_ACCEPTS)  # refuse before the (long) analysis
+    spec = load_problem(args.problem)
+    landscape = spec.landscape(device=check_device(args.device))
+    settings = AnalysisSettings.from_table(spec.tables.get("analysis"), landscape.dtype)
+    measure = ParticleMeasure.load(args.measure)
+    landscape.check_measure(measure, features=spec.features)
+    result = analyze(landscape, measure, settings, refine_first=args.refine)
+    report = result.to_dict()
+    report["problem"] = str(Path(args.problem).resolve())
+    report["measure"] = "measure.npz" if out is not None else str(Path(args.measure).resolve())
+    if out is not None:
+        claim_output_folder(out, "analyze", args.force, accept=OUT_ACCEPTS)
+        result.measure.save(out / "measure.npz")
+        save_npz(out / "psi0.npz", a=result.psi0[0], w=result.psi0[1])
+        write_json(out / "analysis.json", report)
+    for message in result.warnings:
+        if result.verdict == "degenerate" and message.startswith("DEGENERATE"):
+            bar = "!" * 78
+            print(f"{bar}\nWARNING: {message}\n{bar}", file=sys.stderr)
+        else:
+            print(f"warning: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, allow_nan=False))
+    else:
+        _print_summary(report)
+    return 0
+
+
+def _print_summary(report: dict) -> None:
+    h = report["hessian"]
+    rows = [
+        ("classification", report["classification"]),
+        ("loss L_N(µ)", report["loss"]),
+        ("loss_star L*", report["loss_star"]),
+        ("grad_norm ‖∇δL/δµ‖", report["grad_norm"]),
+        ("lambda_min", h["lambda_min"]),
+        ("eigen-residual", h["residual"]),
+        ("null_dim (deflated)", h["null_dim"]),
+        ("zero_count", h["zero_count"]),
+        ("converged", h["converged"]),
+        ("hvp_count", h["hvp_count"]),
+    ]
+    cert = report["certificate"]
+    if cert is not None:
+        rows.append(("saddle certified", cert["certified"]))
+        rows.append(("L decreases along ψ0 up to s", cert["line_search"]["certified_up_to"]))
+    curv = report["curvature"]
+    if curv is not None:
+        rows += [("d²L(µ_s)/ds²", curv["second_variation"]), ("ratio / L(µ)²", curv["ratio"]), ("4/(k R₁²)", curv["bound_constant"])]
+    refinement = report["refinement"]
+    if refinement is not None:
+        rows.append(("refinement residual", refinement["residual"]))
+        verdict = "yes" if refinement["converged"] else f"NO, stopped by {refinement['reason']}: the measure is not refined to tolerance"
+        rows.append(("refinement converged", verdict))
+    for name, value in rows:
+        text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
+        print(f"{name:<30} {text}")
+
+
+def register(subparsers) -> None:
+    """Add ``analyze`` to the ``landscape`` command's subparsers."""
+    parser = subparsers.add_parser(
+        "analyze", help="classify a measure: λ_min and ψ0 of the Wasserstein Hessian, certified verdict"
+    )
+    parser.add_argument("--problem", required=True, help="problem file (TOML), optional [analysis] table")
+    parser.add_argument("--measure", required=True, help="measure file (.npz with a, w, optional p)")
+    parser.add_argument("--refine", action="store_true", help="Newton–Krylov refinement to a critical point first")
+    parser.add_argument("--out", help="directory for psi0.npz and analysis.json")
+    parser.add_argument("--force", action="store_true", help="write into --out even if it holds files landscape did not make")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.set_defaults(run=_analyze)

@@ -1,0 +1,62 @@
+"""``landscape evaluate``: loss, Γ*, stationarity, conditioning and first variation of a measure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..io.files import load_npz
+from ..io.problem import load_problem
+from ..model.measure import ParticleMeasure
+from .common import check_device
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` subcommand to ``sub``."""
+    ev = sub.add_parser("evaluate", help="loss, Γ*, stationarity, conditioning and first variation of a measure")
+    ev.add_argument("--problem", required=True, help="problem file (TOML)")
+    ev.add_argument("--measure", required=True, help="measure file (.npz with a, w, optional p)")
+    ev.add_argument("--probes", help=".npz with a (Q×k) and w (Q×d): report δL/δµ there")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ev.set_defaults(run=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    spec = load_problem(args.problem)
+    measure = ParticleMeasure.load(args.measure)
+    landscape = spec.landscape(device=check_device(args.device))
+    landscape.check_measure(measure, features=spec.features)
+    probes = None
+    if args.probes is not None:
+        arrays = load_npz(args.probes, required=("a", "w"), what="probes")
+        probes = (arrays["a"], arrays["w"])
+    result = landscape.evaluate(measure, probes).to_dict()
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        _print_table(result)
+    return 0
+
+
+def _print_table(result: dict) -> None:
+    rows = [
+        ("loss L_N(µ)", result["loss"]),
+        ("loss L_∞(µ)", result["loss_inf"]),
+        ("loss_star L*", result["loss_star"]),
+        ("grad_norm ‖∇δL/δµ‖", result["grad_norm"]),
+        ("sigma_min λ_min(Σ_µµ)", result["sigma_min"]),
+        ("sigma_cond", result["sigma_cond"]),
+        ("prompt_length N", result["prompt_length"]),
+    ]
+    for name, value in rows:
+        text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
+        print(f"{name:<24} {text}")
+    print("gamma Γ*(µ):")
+    for row in result["gamma"]:
+        print("   " + " ".join(f"{x: .6g}" for x in row))
+    if "first_variation" in result:
+        print("first_variation δL/δµ at probes:")
+        print("   " + " ".join(f"{x:.12g}" for x in result["first_variation"]))

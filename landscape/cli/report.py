@@ -1,0 +1,41 @@
+"""``landscape report INPUT --out DIR``: an HTML page and a Markdown summary with figures.
+
+INPUT is a ``landscape verify`` output (``results.json``), a ``landscape train`` run
+directory (``trajectory.csv``) or a ``landscape analyze`` output (``analysis.json``). Bad
+input ends with one ``error:`` line and exit status 2, and nothing is written. DIR must be
+empty, new, made by ``landscape report`` (its marker file) or INPUT itself when landscape made
+it; ``--force`` writes into any folder (:func:`landscape.io.files.check_output_folder`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..io.files import check_output_folder, claim_output_folder
+
+__all__ = ["register"]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reports.build import build_report
+
+    optional = {name: Path(getattr(args, name)) for name in ("measure", "problem") if getattr(args, name) is not None}
+    inputs, out = Path(args.input), Path(args.out)
+    accept = ("verify", "train", "analyze") if out.resolve() == inputs.resolve() else ()  # into its own input folder
+    check_output_folder(out, "report", args.force, accept)
+    index = build_report(inputs, out, **optional)
+    claim_output_folder(out, "report", force=True)  # checked above, before the report was written into it
+    print(f"report: {index}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``report`` to the ``landscape`` command's subparsers."""
+    parser = subparsers.add_parser("report", help="HTML + Markdown report of a verify, train or analyze output")
+    parser.add_argument("input", metavar="INPUT", help="a verify output, a train run directory or an analyze output")
+    parser.add_argument("--out", required=True, help="output folder for index.html, summary.md and figures/")
+    parser.add_argument("--force", action="store_true", help="write into --out even if it holds files landscape did not make")
+    parser.add_argument("--measure", help="analyze output only: the measure analysed (.npz), to draw ψ0 on the particles")
+    parser.add_argument("--problem", help="analyze output only: its problem file (TOML), for the teacher directions")
+    parser.set_defaults(run=_report)

@@ -1,0 +1,77 @@
+"""Claim ``birth-death`` (docs/theory.md §10.7): the quick profile, the invariant missing direction, and a stalled start that fails."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from landscape.dynamics import flow as flow_module
+from landscape.model.measure import ParticleMeasure
+from verification.claims import birth_death
+from verification.parallel import TaskPool
+from verification.profiles import get_profile
+from verification.scenarios import landscape_of, prepare_evidence_dir
+
+
+def test_missing_direction_start_is_orthogonal_to_the_teacher_direction(tmp_path):
+    path = birth_death.direction_start(tmp_path / "start.npz", seed=3, eps=0.0)
+    measure = ParticleMeasure.load(path)
+    assert measure.size == birth_death.PARTICLES and np.all(measure.w[:, 1] == 0.0)
+    # the e_2 feature is invisible to the student: Σ_µ° e_2 = 0 exactly (odd σ, orthogonal directions)
+    landscape = landscape_of(birth_death.PROBLEM)
+    sigma_mt = landscape.moments(*measure.tensors(landscape.dtype, landscape.device))[1].cpu().numpy()
+    assert np.all(sigma_mt[:, 1] == 0.0) and np.all(np.abs(sigma_mt[:, 0]) > 0)
+
+
+@pytest.mark.slow
+def test_birth_death_quick_profile_reports_no_stall(tmp_path):
+    """Neither judged start stalls the plain flow here, so the claim's premise is unmet: inconclusive, with data."""
+    out = prepare_evidence_dir(tmp_path / birth_death.CLAIM_ID)
+    result = birth_death.check(get_profile("quick"), out, TaskPool())
+    m = {name: metric.value for name, metric in result.metrics.items()}
+    assert result.verdict == "inconclusive", m
+    assert m["stalled_starts"] == 0 and m["worst_plain_gap"] < 1e-2 and m["worst_birth_death_gap"] < 1e-2
+    # with w ⟂ u_2 exactly every flow stays in the invariant subspace: birth–death does not help
+    assert m["missing_direction_gap"] > 0.25 and m["missing_direction_improvement"] == pytest.approx(1.0, abs=0.05)
+    assert m["worst_harm"] <= 1.0  # birth–death leaves every judged start within noise of the plain flow
+    runs = json.loads((out / "runs.json").read_text())
+    assert len(runs) == 9 and all(r["status"] == "completed" for r in runs)
+    assert any(r["events"] > 0 for r in runs if r["variant"] == "stochastic")
+    for path in result.evidence:
+        assert (tmp_path / path).exists(), path
+
+
+@pytest.mark.slow
+def test_birth_death_fails_when_a_judged_start_lacks_a_direction(tmp_path, monkeypatch):
+    """Feeding the exactly-missing direction as the judged start: the plain flow stalls and birth–death does not rescue it."""
+    monkeypatch.setattr(birth_death, "NEAR_MISSING_EPS", 0.0)
+    out = prepare_evidence_dir(tmp_path / birth_death.CLAIM_ID)
+    result = birth_death.check(get_profile("quick"), out, TaskPool())
+    assert result.verdict == "fail", {k: v.value for k, v in result.metrics.items()}
+    assert result.metrics["stalled_starts"].value == 1 and result.metrics["rescued_starts"].value == 0
+
+
+@pytest.mark.slow
+def test_birth_death_fails_when_it_makes_the_loss_worse(tmp_path, monkeypatch):
+    """The Fisher–Rao weight flow with its sign flipped (mass moves to the worst particles): no start stalls the plain
+    flow, but WFR now ends far above the plain flow's gap — a harm, so fail rather than inconclusive."""
+    original = flow_module.ParticleFlow._field
+
+    def ascending_weights(self, y):
+        dy, *rest = original(self, y)
+        dy = dy.clone()
+        self.layout.unpack(dy)[2].neg_()
+        return (dy, *rest)
+
+    monkeypatch.setattr(flow_module.ParticleFlow, "_field", ascending_weights)
+    out = prepare_evidence_dir(tmp_path / birth_death.CLAIM_ID)
+    result = birth_death.check(get_profile("quick"), out, TaskPool())
+    m = {name: metric.value for name, metric in result.metrics.items()}
+    assert result.verdict == "fail", m
+    assert m["stalled_starts"] == 0 and m["worst_harm"] > 1.0
+    rows = json.loads((out / "gaps.json").read_text())
+    judged = [r for r in rows if r["judged"]]
+    limit = [birth_death.WORSE_FACTOR * r["plain gap"] + birth_death.NOISE_FRACTION * r["L(0)"] for r in judged]
+    assert any(r["wfr gap"] > bound for r, bound in zip(judged, limit, strict=True))
