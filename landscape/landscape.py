@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .model.expectations import Moments
+from .model.kernels import HermiteQuadrature
 from .model.measure import ParticleMeasure
 from .model.teacher import Teacher
 
@@ -33,6 +34,11 @@ __all__ = ["AttentionLandscape", "Evaluation", "SingularMomentError", "Precision
 #: Σ_µµ counts as singular when λ_min(Σ_µµ) ≤ DEFAULT_SINGULAR_RTOL · λ_max(Σ_µµ)
 #: (losses then lose about ``eps · cond ≈ 1e-6`` relative accuracy).
 DEFAULT_SINGULAR_RTOL = 1e-10
+#: groups of the delete-a-group jackknife that estimates sampling errors.
+JACKKNIFE_GROUPS = 10
+#: largest error ratio per doubling of the Mehler order used to extrapolate truncation errors
+#: (0.9: an estimate at most 10× the last difference).
+MAX_DOUBLING_RATE = 0.9
 
 
 class SingularMomentError(ValueError):
@@ -60,6 +66,9 @@ class Evaluation:
         expectation: the backend's settings.
         ridge: the ridge ``λ`` added to Σ_µµ (0: none; when set, ``sigma_cond`` is that of
             ``Σ_µµ + λI``, the matrix actually inverted, and every loss is the ridge one).
+        errors: per reported number, its error estimate by source
+            (:meth:`AttentionLandscape.estimate_errors`), or None when not asked for.
+        loss_bounds: the a-priori bounds ``(½τ², ½(tr Σ_°° + τ²))`` of the losses.
     """
 
     loss: float
@@ -73,6 +82,8 @@ class Evaluation:
     prompt_length: float
     expectation: dict
     ridge: float = 0.0
+    errors: dict | None = None
+    loss_bounds: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (``prompt_length`` is ``"inf"`` or an integer; ``ridge`` only when used)."""
@@ -91,6 +102,8 @@ class Evaluation:
             out["first_variation"] = self.first_variation.tolist()
         if self.ridge:
             out["ridge"] = self.ridge
+        if self.errors is not None:
+            out["errors"] = self.errors
         return out
 
 
@@ -358,21 +371,21 @@ class AttentionLandscape:
         self,
         measure: ParticleMeasure,
         probes: tuple[np.ndarray, np.ndarray] | None = None,
+        errors: bool = False,
     ) -> Evaluation:
         """Loss, Γ*, stationarity, conditioning and (optionally) the first variation at probes.
 
         Args:
             measure: the particle measure.
             probes: ``(a, w)`` arrays of shapes (Q, k), (Q, d), or None.
+            errors: also estimate the error of every number (:meth:`estimate_errors`).
 
         Raises:
             ValueError: when the measure or the probes do not fit the problem, or Σ_µµ is
                 singular (:class:`SingularMomentError`).
         """
         self.check_measure(measure)
-        sigma_min, sigma_cond = self.conditioning(measure)
-        a, w, p = measure.tensors(self.dtype, self.device)
-        fv = None
+        probe_tensors = None
         if probes is not None:
             qa, qw = probes
             if qa.ndim != 2 or qw.ndim != 2 or qa.shape[0] != qw.shape[0]:
@@ -381,33 +394,175 @@ class AttentionLandscape:
                 raise ValueError(
                     f"probes must have shapes (Q, {measure.features}) and (Q, {measure.dim}), got {qa.shape} and {qw.shape}."
                 )
-            qa_t = torch.as_tensor(qa, dtype=self.dtype, device=self.device)
-            qw_t = torch.as_tensor(qw, dtype=self.dtype, device=self.device)
+            probe_tensors = (
+                torch.as_tensor(qa, dtype=self.dtype, device=self.device),
+                torch.as_tensor(qw, dtype=self.dtype, device=self.device),
+            )
+        values = self._quantities(measure, probe_tensors)
+        bad = [name for name, value in values.items() if value is not None and not np.all(np.isfinite(value))]
+        if bad:
+            raise ValueError(
+                f"the evaluation overflowed: {', '.join(bad)} not finite (λ_min(Σ_µµ) = {values['sigma_min']:.3e}, "
+                f"condition number {values['sigma_cond']:.3e}); rescale the weights, data or noise."
+            )
+        return Evaluation(
+            loss=values["loss"],
+            loss_inf=values["loss_inf"],
+            loss_star=self.loss_star(measure),
+            grad_norm=values["grad_norm"],
+            sigma_min=values["sigma_min"],
+            sigma_cond=values["sigma_cond"],
+            gamma=values["gamma"],
+            first_variation=values["first_variation"],
+            prompt_length=self.prompt_length,
+            expectation=self.expectation.describe(),
+            ridge=self.ridge,
+            errors=self.estimate_errors(measure, probe_tensors, values) if errors else None,
+            loss_bounds=self.loss_bounds(),
+        )
+
+    def _quantities(self, measure: ParticleMeasure, probes: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
+        """The numbers :meth:`evaluate` reports (floats; ``gamma`` (k, k), ``first_variation`` (Q,) or None)."""
+        sigma_min, sigma_cond = self.conditioning(measure)
+        a, w, p = measure.tensors(self.dtype, self.device)
+        fv = None
+        if probes is not None:
             with torch.no_grad():
-                fv = self.first_variation(a, w, p, qa_t, qw_t).cpu().numpy()
+                fv = self.first_variation(a, w, p, *probes).cpu().numpy()
         with torch.no_grad():
             moments = self.moments(a, w, p)
             loss = float(self.loss_from_moments(*moments))
             loss_inf = float(self.loss_inf(a, w, p))
             gamma = self.gamma_from_moments(*moments).cpu().numpy()
         grad_norm = float(self.stationarity(a, w, p))
-        values = {"loss": loss, "loss_inf": loss_inf, "grad_norm": grad_norm, "gamma": gamma, "first_variation": fv}
-        bad = [name for name, value in values.items() if value is not None and not np.all(np.isfinite(value))]
-        if bad:
-            raise ValueError(
-                f"the evaluation overflowed: {', '.join(bad)} not finite (λ_min(Σ_µµ) = {sigma_min:.3e}, "
-                f"condition number {sigma_cond:.3e}); rescale the weights, data or noise."
-            )
-        return Evaluation(
-            loss=loss,
-            loss_inf=loss_inf,
-            loss_star=self.loss_star(measure),
-            grad_norm=grad_norm,
-            sigma_min=sigma_min,
-            sigma_cond=sigma_cond,
-            gamma=gamma,
-            first_variation=fv,
-            prompt_length=self.prompt_length,
-            expectation=self.expectation.describe(),
-            ridge=self.ridge,
+        return {
+            "loss": loss,
+            "loss_inf": loss_inf,
+            "grad_norm": grad_norm,
+            "sigma_min": sigma_min,
+            "sigma_cond": sigma_cond,
+            "gamma": gamma,
+            "first_variation": fv,
+        }
+
+    def loss_bounds(self) -> tuple[float, float]:
+        """A-priori bounds ``[½τ², ½(tr Σ_°° + τ²)]`` of every loss (``Γ = 0`` attains the upper one).
+
+        They hold for ``L_N`` at every ``N``, for ``L_∞`` and with a ridge.
+        """
+        ceiling = 0.5 * (float(torch.trace(self.expectation.sigma_tt)) + self.noise**2)
+        return 0.5 * self.noise**2, ceiling
+
+    def with_expectation(self, expectation) -> "AttentionLandscape":
+        """This landscape (same τ, N, threshold, L*, ridge) over another expectation backend."""
+        return AttentionLandscape(
+            self.teacher, expectation, self.noise, self.prompt_length, self.singular_rtol, self.stated_loss_star, self.ridge
         )
+
+    def estimate_errors(
+        self, measure: ParticleMeasure, probes: tuple[torch.Tensor, torch.Tensor] | None, values: dict
+    ) -> dict[str, dict[str, float]]:
+        """An error estimate for each number of :meth:`_quantities` (``values``), by source.
+
+        * ``truncation``: from the Mehler series at orders ``T/2``, ``T``, ``2T``: with
+          ``d = |q(T) − q(2T)|``, ``D = |q(T/2) − q(2T)|`` and the rate ``r = d/D ≤ 0.9``
+          per doubling, ``d/(1 − r)`` (the sum of the remaining doublings) — the exact
+          backend, where a kernel has no closed form; else 0;
+        * ``quadrature_step``: ``|q(h) − q(h/2)|·4/3`` — the trapezoid step halved (Richardson
+          factor of a second-order rule, the worst case: a kinked σ such as ReLU with a bias);
+        * ``sampling``: delete-a-group jackknife standard error over ``JACKKNIFE_GROUPS``
+          groups of the sample (the Monte Carlo backend; at finite ``N`` the exact backend's
+          ``Q_µ`` sample; else 0);
+        * ``total``: their sum.
+
+        Arrays (``gamma``, ``first_variation``) get the largest entrywise estimate.
+
+        Returns:
+            ``{quantity: {"truncation", "quadrature_step", "sampling", "total"}}``.
+
+        Raises:
+            ValueError: when an estimate is not finite (one line naming the setting), or a
+                perturbed evaluation is singular (:class:`SingularMomentError`).
+        """
+        exp = self.expectation
+        truncation = quadrature_step = sampling = None
+        if getattr(exp, "uses_quadrature", False):
+            quad = exp.quadrature
+            finer = self.with_expectation(exp.with_quadrature(HermiteQuadrature(2 * quad.order, quad.step)))
+            coarser = self.with_expectation(exp.with_quadrature(HermiteQuadrature(max(quad.order // 2, 1), quad.step)))
+            fine = finer._quantities(measure, probes)
+            d_fine, d_coarse = _deviation(fine, values), _deviation(coarser._quantities(measure, probes), fine)
+            truncation = {name: _doubling_extrapolation(d_fine[name], d_coarse[name]) for name in d_fine}
+            halved = HermiteQuadrature(quad.order, quad.step / 2)
+            step = _deviation(self.with_expectation(exp.with_quadrature(halved))._quantities(measure, probes), values)
+            quadrature_step = {name: 4.0 / 3.0 * value for name, value in step.items()}
+        if exp.method == "monte_carlo" or self.finite_prompt:
+            samples = exp.samples if exp.method == "monte_carlo" else exp.fourth_samples
+            groups = min(JACKKNIFE_GROUPS, samples)
+            if groups >= 2:
+                runs = [self.with_expectation(e)._quantities(measure, probes) for e in exp.jackknife(groups)]
+                sampling = _jackknife_stderr(runs)
+        out = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            parts = {
+                "truncation": truncation[name] if truncation else 0.0,
+                "quadrature_step": quadrature_step[name] if quadrature_step else 0.0,
+                "sampling": sampling[name] if sampling else 0.0,
+            }
+            parts["total"] = sum(parts.values())
+            if not math.isfinite(parts["total"]):
+                source = next(key for key, value in parts.items() if not math.isfinite(value))
+                raise ValueError(
+                    f"the {source} error estimate of {name} is not finite: the result does not survive "
+                    f"{_PERTURBATION[source]}; {_SETTING[source]}."
+                )
+            out[name] = parts
+        return out
+
+
+_PERTURBATION = {
+    "truncation": "a change of the Mehler order",
+    "quadrature_step": "halving the trapezoid step",
+    "sampling": "leaving out a tenth of the sample",
+}
+_SETTING = {
+    "truncation": "raise hermite_order",
+    "quadrature_step": "lower hermite_step",
+    "sampling": "raise samples / fourth_moment_samples",
+}
+
+
+def _deviation(other: dict, values: dict) -> dict[str, float]:
+    """Largest absolute difference per quantity between two :meth:`AttentionLandscape._quantities` results."""
+    return {
+        name: float(np.max(np.abs(np.asarray(other[name]) - np.asarray(value))))
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def _doubling_extrapolation(d: float, big: float) -> float:
+    """The error at order ``T`` from ``d = |q(T) − q(2T)|`` and ``big = |q(T/2) − q(2T)|``.
+
+    Errors shrinking by ``r = d/big`` per doubling of the order leave ``d/(1 − r)`` in all
+    (``r`` capped at ``MAX_DOUBLING_RATE``: slow or no convergence seen).
+    """
+    if d == 0.0:
+        return 0.0
+    r = min(d / big, MAX_DOUBLING_RATE) if big > 0 else MAX_DOUBLING_RATE
+    return d / (1.0 - r)
+
+
+def _jackknife_stderr(runs: list[dict]) -> dict[str, float]:
+    """Delete-a-group jackknife standard error per quantity (largest entry for arrays)."""
+    g = len(runs)
+    out = {}
+    for name, first in runs[0].items():
+        if first is None:
+            continue
+        stack = np.stack([np.asarray(run[name], dtype=np.float64) for run in runs])
+        spread = ((g - 1) / g * ((stack - stack.mean(axis=0)) ** 2).sum(axis=0)) ** 0.5
+        out[name] = float(np.max(spread))
+    return out

@@ -25,13 +25,18 @@ from .sections_verify import claim_sections, claims_table, provenance_section, v
 __all__ = ["build_report"]
 
 
-def build_report(input_dir: Path, out_dir: Path, *, measure: Path | None = None, problem: Path | None = None) -> Path:
+def build_report(
+    input_dir: Path, out_dir: Path, *, measure: Path | None = None, problem: Path | None = None, source: Path | None = None
+) -> Path:
     """Write ``out_dir/index.html``, ``out_dir/summary.md`` and ``out_dir/figures/`` for ``input_dir``.
 
     ``input_dir`` is a ``landscape verify`` output (``results.json``), a ``landscape train``
     run directory (``trajectory.csv``) or a ``landscape analyze`` output (``analysis.json``);
     ``out_dir`` may be the same folder. ``measure`` and ``problem`` (an analyze output only)
-    name the measure analysed and its problem file, to draw ψ0 on the particles.
+    name the measure analysed and its problem file, to draw ψ0 on the particles. ``source`` is
+    the folder the report names as its input (default ``input_dir``): ``landscape verify``
+    reads its output from the staging folder that becomes ``source``
+    (:func:`landscape.io.files.staged_output`).
 
     Returns:
         the path of ``index.html``.
@@ -44,7 +49,7 @@ def build_report(input_dir: Path, out_dir: Path, *, measure: Path | None = None,
     kind = detect_kind(input_dir)
     if kind != "analysis" and (measure is not None or problem is not None):
         raise ValueError(f"measure and problem apply to an analyze output only; {str(input_dir)!r} is a {kind} output.")
-    source = str(input_dir.resolve())
+    source = str((input_dir if source is None else Path(source)).resolve())
     if kind == "verify":
         output = read_verify(input_dir / "results.json")
         counts = Counter(c.verdict for c in output.claims)

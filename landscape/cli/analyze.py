@@ -7,8 +7,11 @@ particle, unit in L²(µ)), ``DIR/measure.npz`` (the measure analysed: refined w
 ``--refine``; ``measure`` is then ``"measure.npz"``) and ``DIR/analysis.json``, each
 atomically and only after the whole analysis succeeded. DIR must be new, empty, made by
 ``landscape analyze`` or a ``landscape train`` run directory; ``--force`` writes into any
-folder. A ``degenerate`` verdict prints a loud warning on stderr; text mode says when
-``--refine`` did not converge. Bad input: one ``error:`` line, exit status 2, nothing written.
+folder. DIR is committed whole (:func:`landscape.io.files.staged_output`): the three files
+are written into a staging folder beside DIR and swapped in together, so a kill or a full
+disk leaves the previous DIR as it was; a second process on DIR is refused. A
+``degenerate`` verdict prints a loud warning on stderr; text mode says when ``--refine`` did
+not converge. Bad input: one ``error:`` line, exit status 2, nothing written.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ import json
 import sys
 from pathlib import Path
 
-from ..io.files import check_output_folder, claim_output_folder, save_npz, write_json
+from ..io.files import check_output_folder, save_npz, staged_output, write_json
 from ..io.problem import load_problem
 from ..model.measure import ParticleMeasure
 from ..second_order.classify import analyze
 from ..second_order.settings import AnalysisSettings
-from .common import check_device
+from .common import check_device, judge_errors
 
 __all__ = ["register"]
 
 #: ``--out`` may also be a ``landscape train`` run directory (its report then shows the analysis too).
 OUT_ACCEPTS = ("train",)
+#: what ``--out`` receives (committed together, :func:`landscape.io.files.staged_output`).
+OUT_FILES = ("measure.npz", "psi0.npz", "analysis.json")
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -42,13 +47,16 @@ def _analyze(args: argparse.Namespace) -> int:
     landscape.check_measure(measure, features=spec.features)
     result = analyze(landscape, measure, settings, refine_first=args.refine)
     report = result.to_dict()
+    evaluation = landscape.evaluate(result.measure, errors=True)  # the error estimates of evaluate's numbers
+    report["errors"] = evaluation.errors
+    judge_errors(report, evaluation.loss_bounds, "samples" if spec.method == "monte_carlo" else "fourth_moment_samples")
     report["problem"] = str(Path(args.problem).resolve())
     report["measure"] = "measure.npz" if out is not None else str(Path(args.measure).resolve())
     if out is not None:
-        claim_output_folder(out, "analyze", args.force, accept=OUT_ACCEPTS)
-        result.measure.save(out / "measure.npz")
-        save_npz(out / "psi0.npz", a=result.psi0[0], w=result.psi0[1])
-        write_json(out / "analysis.json", report)
+        with staged_output(out, "analyze", args.force, accept=OUT_ACCEPTS, replace=OUT_FILES) as staging:
+            result.measure.save(staging / "measure.npz")
+            save_npz(staging / "psi0.npz", a=result.psi0[0], w=result.psi0[1])
+            write_json(staging / "analysis.json", report)
     for message in result.warnings:
         if result.verdict == "degenerate" and message.startswith("DEGENERATE"):
             bar = "!" * 78

@@ -8,7 +8,7 @@ import json
 from ..io.files import load_npz
 from ..io.problem import load_problem
 from ..model.measure import ParticleMeasure
-from .common import check_device
+from .common import check_device, judge_errors
 
 __all__ = ["register"]
 
@@ -33,7 +33,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.probes is not None:
         arrays = load_npz(args.probes, required=("a", "w"), what="probes")
         probes = (arrays["a"], arrays["w"])
-    result = landscape.evaluate(measure, probes).to_dict()
+    evaluation = landscape.evaluate(measure, probes, errors=True)
+    result = evaluation.to_dict()
+    judge_errors(result, evaluation.loss_bounds, "samples" if spec.method == "monte_carlo" else "fourth_moment_samples")
     if args.json:
         print(json.dumps(result, allow_nan=False))
     else:
@@ -42,21 +44,33 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _print_table(result: dict) -> None:
+    errors = result["errors"]
     rows = [
-        ("loss L_N(µ)", result["loss"]),
-        ("loss L_∞(µ)", result["loss_inf"]),
-        ("loss_star L*", result["loss_star"]),
-        ("grad_norm ‖∇δL/δµ‖", result["grad_norm"]),
-        ("sigma_min λ_min(Σ_µµ)", result["sigma_min"]),
-        ("sigma_cond", result["sigma_cond"]),
-        ("prompt_length N", result["prompt_length"]),
+        ("loss L_N(µ)", "loss"),
+        ("loss L_∞(µ)", "loss_inf"),
+        ("loss_star L*", "loss_star"),
+        ("grad_norm ‖∇δL/δµ‖", "grad_norm"),
+        ("sigma_min λ_min(Σ_µµ)", "sigma_min"),
+        ("sigma_cond", "sigma_cond"),
+        ("prompt_length N", "prompt_length"),
     ]
-    for name, value in rows:
+    for name, key in rows:
+        value = result[key]
         text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
+        if key in errors:
+            text = f"{text:<20} ± {_error_text(errors[key])}"
         print(f"{name:<24} {text}")
-    print("gamma Γ*(µ):")
+    print(f"gamma Γ*(µ):  (each entry ± {_error_text(errors['gamma'])})")
     for row in result["gamma"]:
         print("   " + " ".join(f"{x: .6g}" for x in row))
     if "first_variation" in result:
-        print("first_variation δL/δµ at probes:")
+        print(f"first_variation δL/δµ at probes:  (each ± {_error_text(errors['first_variation'])})")
         print("   " + " ".join(f"{x:.12g}" for x in result["first_variation"]))
+
+
+def _error_text(parts: dict) -> str:
+    """``total (truncation t, step s, sampling m)``."""
+    return (
+        f"{parts['total']:.1e} (truncation {parts['truncation']:.1e}, step {parts['quadrature_step']:.1e}, "
+        f"sampling {parts['sampling']:.1e})"
+    )

@@ -5,6 +5,11 @@ directory (``trajectory.csv``) or a ``landscape analyze`` output (``analysis.jso
 input ends with one ``error:`` line and exit status 2, and nothing is written. DIR must be
 empty, new, made by ``landscape report`` (its marker file) or INPUT itself when landscape made
 it; ``--force`` writes into any folder (:func:`landscape.io.files.check_output_folder`).
+
+DIR is committed whole (:func:`landscape.io.files.staged_output`): the report is built in a
+staging folder beside DIR — a hard-link copy of DIR without its previous report, so INPUT as
+DIR keeps everything else — and swapped in at the end. A kill or a full disk leaves the
+previous DIR exactly as it was; a second process on DIR is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io.files import check_output_folder, claim_output_folder
+from ..io.files import check_output_folder, staged_output
 
 __all__ = ["register"]
+
+#: the entries a report consists of (made anew each time: no figure of an earlier report survives).
+REPORT_FILES = ("index.html", "summary.md", "figures")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -24,9 +32,9 @@ def _report(args: argparse.Namespace) -> int:
     inputs, out = Path(args.input), Path(args.out)
     accept = ("verify", "train", "analyze") if out.resolve() == inputs.resolve() else ()  # into its own input folder
     check_output_folder(out, "report", args.force, accept)
-    index = build_report(inputs, out, **optional)
-    claim_output_folder(out, "report", force=True)  # checked above, before the report was written into it
-    print(f"report: {index}")
+    with staged_output(out, "report", args.force, accept, replace=REPORT_FILES) as staging:
+        build_report(inputs, staging, **optional)
+    print(f"report: {out / 'index.html'}")
     return 0
 
 

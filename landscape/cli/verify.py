@@ -1,4 +1,13 @@
-"""``landscape verify``: the paper's claims as numerical checks, with baselines and a report."""
+"""``landscape verify``: the paper's claims as numerical checks, with baselines and a report.
+
+``--out`` is written in place under a lock (:func:`landscape.io.files.output_lock`: a second
+process on the same folder is refused). Its completion record is ``results.json`` with the
+report (``index.html``, ``summary.md``): they are removed before the first claim runs and
+written last, each atomically, so a run killed part-way leaves no record claiming a verdict
+for evidence it already replaced, and ``landscape report`` refuses the folder. (The evidence
+is not staged elsewhere and swapped in: its run directories record absolute paths of their
+input files, which must stay valid where the folder ends up.)
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..io.files import check_output_folder, claim_output_folder
+from ..io.files import check_output_folder, claim_output_folder, output_lock
+
+#: the completion record of ``--out``: removed first, written last.
+RECORD = ("results.json", "index.html", "summary.md")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +68,15 @@ def run(args: argparse.Namespace) -> int:
     context = {"command": _command_line(args), "baseline": str(baseline_path) if baseline is not None else None}
     for claim_id in ids:  # a user's folder inside --out is refused before anything is written
         check_evidence_dir(out / claim_id)
-    claim_output_folder(out, "verify", args.force)
-    suite = run_suite(ids, profile, out, pool, log=lambda line: print(line, file=sys.stderr), baseline=baseline, context=context)
+    with output_lock(out):
+        claim_output_folder(out, "verify", args.force)
+        for name in RECORD:
+            (out / name).unlink(missing_ok=True)
+        suite = run_suite(ids, profile, out, pool, log=lambda line: print(line, file=sys.stderr), baseline=baseline, context=context)
+        if not args.no_report:
+            from reports.build import build_report
+
+            build_report(out, out)
     results = suite.results
     print(format_table(results))
     for result in results:
@@ -70,9 +89,6 @@ def run(args: argparse.Namespace) -> int:
         save_baseline(baseline_path, results)
         print(f"baseline written: {baseline_path}")
     if not args.no_report:
-        from reports.build import build_report
-
-        build_report(out, out)
         print(f"report: {out / 'index.html'}")
     return 1 if suite.failed else 0
 

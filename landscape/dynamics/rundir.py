@@ -3,17 +3,25 @@ r"""A run directory: resolved configuration, trajectory, snapshots, checkpoint, 
 Layout of ``RUN/``::
 
     .landscape-train   the marker of a folder made by ``landscape train`` (:func:`landscape.io.files.claim_output_folder`)
-    config.toml        the resolved problem (every default written out, absolute paths)
+    config.toml        the resolved problem (every default written out, absolute paths), headed by
+                       comment lines with the sha256 of each file it references (``[teacher] file``,
+                       ``[input] data``) so that ``--resume`` notices a changed input
     trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`)
     snapshots/         step_NNNNNNNN.npz measures (a, w, p, time) every ``snapshot_every`` steps
     checkpoint.npz     the full state of the run, written atomically, with a sha256 of its
                        arrays checked on load (see :class:`Checkpoint`), every
                        ``checkpoint_every`` steps and every ``checkpoint_seconds`` of wall time
     final.npz          the final measure (a, w, p; and gamma at a finite timescale ratio)
-    status.json        how the run ended: completed, or the reason it stopped
+    status.json        the completion record: ``"running"`` from the (re)start, then how the run
+                       ended (completed, or the reason it stopped), written last
 
 Every file is replaced atomically (:mod:`landscape.io.files`); the trajectory is appended row by
-row and cut back to the checkpoint on ``--resume``, so a killed run resumes cleanly.
+row and cut back to the checkpoint on ``--resume``, so a killed run resumes cleanly. The
+checkpoint records the sha256 of ``config.toml`` (which holds the sha256 of every input file)
+and the number of trajectory rows written, so ``--resume`` refuses a checkpoint written for
+another configuration and a trajectory cut short. That is the run's whole identity: a run is
+a deterministic function of its configuration, so two runs of one ``config.toml`` are the
+same run, checkpoint for checkpoint, bit for bit.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ class Checkpoint:
         last_kick: time of the last perturbation, or None.
         rng_state: the generator's ``bit_generator.state`` as a JSON string.
         last_row: the CSV line of this step's trajectory row ("" if none was recorded).
+        rows: trajectory rows written up to this step, ``last_row`` included.
+        config_sha256: sha256 (hex) of the run's ``config.toml``.
     """
 
     y: np.ndarray
@@ -56,6 +66,8 @@ class Checkpoint:
     last_kick: float | None
     rng_state: str
     last_row: str
+    rows: int
+    config_sha256: str
 
 
 def _text_array(text: str) -> np.ndarray:
@@ -101,14 +113,34 @@ class RunDirectory:
 
     def rewind_trajectory(self, step: int, last_row: str) -> None:
         """Keep the complete rows before ``step``, then ``last_row`` (the checkpoint's own row)."""
-        kept = [",".join(COLUMNS) + "\n"]
+        atomic_write_text(self.trajectory, ",".join(COLUMNS) + "\n" + "".join(self._rows_before(step)) + last_row)
+
+    def check_trajectory(self, step: int, rows: int, last_row: str) -> None:
+        """Refuse a trajectory that lacks rows the checkpoint at ``step`` counted (``rows``, ``last_row`` included).
+
+        Raises:
+            ValueError: ``trajectory.csv`` missing, or with fewer complete rows before ``step``
+                than the checkpoint implies (deleted, truncated or replaced), naming the file.
+        """
+        where = f"cannot resume: trajectory file {str(self.trajectory)!r}"
+        if not self.trajectory.is_file():
+            raise ValueError(f"{where} does not exist (the checkpoint at step {step} counts {rows} rows).")
+        expected = rows - (1 if last_row else 0)
+        kept = len(self._rows_before(step))
+        if kept < expected:
+            raise ValueError(f"{where} has {kept} complete rows before step {step}, the checkpoint counts {expected}: "
+                             "it was truncated or replaced (start a new run).")
+
+    def _rows_before(self, step: int) -> list[str]:
+        """The complete rows of ``trajectory.csv`` recorded before ``step`` (the header left out)."""
+        kept = []
         if self.trajectory.exists():
             lines = self.trajectory.read_text(encoding="utf-8").splitlines(keepends=True)
             for line in lines[1:]:
                 fields = next(csv.reader([line]), [])
                 if line.endswith("\n") and len(fields) == len(COLUMNS) and _int(fields[0]) is not None and _int(fields[0]) < step:
                     kept.append(line)
-        atomic_write_text(self.trajectory, "".join(kept) + last_row)
+        return kept
 
     # ------------------------------------------------------------ snapshots
     def save_snapshot(self, step: int, time: float, a: np.ndarray, w: np.ndarray, p: np.ndarray) -> None:
@@ -127,6 +159,8 @@ class RunDirectory:
             "last_kick": np.array([0.0 if ckpt.last_kick is None else ckpt.last_kick, float(ckpt.last_kick is not None)]),
             "rng_state": _text_array(ckpt.rng_state),
             "last_row": _text_array(ckpt.last_row),
+            "rows": np.array(ckpt.rows, dtype=np.int64),
+            "config_sha256": _text_array(ckpt.config_sha256),
         }
         save_npz(self.checkpoint, **arrays, sha256=_text_array(_digest(arrays)))
 
@@ -137,7 +171,8 @@ class RunDirectory:
             ValueError: a missing, malformed or corrupted checkpoint (checksum mismatch),
                 naming the file.
         """
-        names = ("y", "step", "time", "step_size", "energy_offset", "last_kick", "rng_state", "last_row")
+        names = ("y", "step", "time", "step_size", "energy_offset", "last_kick", "rng_state", "last_row", "rows",
+                 "config_sha256")
         arrays = load_npz(self.checkpoint, required=(*names, "sha256"), what="checkpoint")
         where = f"checkpoint file {str(self.checkpoint)!r}"
         stored = arrays.pop("sha256")
@@ -147,11 +182,11 @@ class RunDirectory:
             raise ValueError(f"{where} is corrupted: its sha256 checksum does not match its contents; "
                              "it cannot be resumed (start a new run).")
         kick = arrays["last_kick"]
-        scalars = ("step", "time", "step_size", "energy_offset")
+        scalars = ("step", "time", "step_size", "energy_offset", "rows")
         if arrays["y"].ndim != 1 or kick.shape != (2,) or any(arrays[n].shape != () for n in scalars):
             raise ValueError(f"{where} has arrays of the wrong shape.")
         try:
-            state = {"y": arrays["y"], "rng_state": _array_text(arrays["rng_state"]), "last_row": _array_text(arrays["last_row"])}
+            state = {"y": arrays["y"], **{name: _array_text(arrays[name]) for name in _TEXT_ARRAYS}}
         except ValueError as err:  # bytes that are not UTF-8 text
             raise ValueError(f"{where} is corrupted ({' '.join(str(err).split())[:80]}).") from None
         try:  # the generator state must be one numpy accepts (a KeyError or TypeError otherwise)
@@ -167,6 +202,8 @@ class RunDirectory:
             last_kick=float(kick[0]) if kick[1] else None,
             rng_state=state["rng_state"],
             last_row=state["last_row"],
+            rows=int(arrays["rows"]),
+            config_sha256=state["config_sha256"],
         )
 
     def write_status(self, status: dict[str, Any]) -> None:
@@ -174,18 +211,22 @@ class RunDirectory:
         write_json(self.status, {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in status.items()})
 
 
+#: the checkpoint's arrays that hold UTF-8 text.
+_TEXT_ARRAYS = ("rng_state", "last_row", "config_sha256")
+
+
 def _digest(arrays: dict[str, np.ndarray]) -> str:
     """sha256 over the state arrays: name, dtype-independent float64/int64 bytes, in name order.
 
     ``load_npz`` hands every array back as float64, so the digest is taken over float64
-    values (int64 for ``step``, uint8 for the text arrays) to be the same on save and load.
+    values (int64 for ``step`` and ``rows``, uint8 for the text arrays) to be the same on save and load.
     """
     h = hashlib.sha256()
     for name in sorted(arrays):
         value = np.asarray(arrays[name])
-        if name == "step":
+        if name in ("step", "rows"):
             value = value.astype(np.int64)
-        elif name in ("rng_state", "last_row"):
+        elif name in _TEXT_ARRAYS:
             value = value.astype(np.uint8)
         else:
             value = value.astype(np.float64)

@@ -34,8 +34,10 @@ state, so neither changes the run's numbers, and a resume from either is bitwise
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import time as wallclock
 import tomllib
 from pathlib import Path
@@ -44,7 +46,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from ..io.files import atomic_write_text, check_output_folder, claim_output_folder, save_npz
+from ..io.files import atomic_write_text, check_output_folder, claim_output_folder, output_lock, save_npz
 from ..io.problem import ProblemSpec, load_problem
 from .config import DynamicsConfig, init_table, parse_dynamics, parse_init
 from .flow import FieldValue
@@ -52,7 +54,7 @@ from .initialisation import initial_measure
 from .rundir import Checkpoint, RunDirectory, dumps_toml
 from .simulate import CALM_STEPS, STIFF_STEPS, FlowState, Observer, RunResult, Simulation
 
-__all__ = ["RunResult", "train", "resolved_config", "read_run_config", "STIFF_STEPS", "CALM_STEPS", "PROGRESS_INTERVAL"]
+__all__ = ["RunResult", "train", "resolved_config", "config_text", "read_run_config", "STIFF_STEPS", "CALM_STEPS", "PROGRESS_INTERVAL"]
 
 PROGRESS_INTERVAL = 5.0
 """Default least wall-clock seconds between two progress lines."""
@@ -63,7 +65,7 @@ def resolved_config(problem: str | Path) -> tuple[dict[str, Any], Any, Any, Any]
     """Parse a problem file into ``(tables, spec, init, dynamics)``.
 
     ``tables`` is the whole file with every default of ``[init]`` and ``[dynamics]`` filled
-    in and relative file paths made absolute; :func:`dumps_toml` of it is ``config.toml``.
+    in and relative file paths made absolute; :func:`config_text` of it is ``config.toml``.
 
     Raises:
         ValueError: any invalid table or key (one message naming it).
@@ -81,6 +83,52 @@ def resolved_config(problem: str | Path) -> tuple[dict[str, Any], Any, Any, Any]
     tables["init"] = init_table(init)
     tables["dynamics"] = dynamics.to_table()
     return tables, spec, init, dynamics
+
+
+#: the tables' keys that reference a file whose content the run depends on.
+INPUT_FILES = (("teacher", "file"), ("input", "data"))
+_HASH_LINE = re.compile(r'^# sha256 ([a-z]+\.[a-z]+) = "([0-9a-f]{64})"$', re.MULTILINE)
+
+
+def config_text(tables: dict[str, Any]) -> str:
+    """``config.toml``: :func:`dumps_toml` of ``tables`` headed by one comment line
+    ``# sha256 <table>.<key> = "<hex>"`` per referenced input file (:data:`INPUT_FILES`), so the
+    file stays a problem file and a changed input changes it.
+
+    Raises:
+        ValueError: a referenced file that cannot be read (naming it).
+    """
+    lines = []
+    for table, key in INPUT_FILES:
+        path = tables.get(table, {}).get(key)
+        if isinstance(path, str):
+            lines.append(f'# sha256 {table}.{key} = "{_file_sha256(Path(path))}"\n')
+    header = "# sha256 of the files this run reads; `landscape train --resume` refuses a change:\n" if lines else ""
+    return header + "".join(lines) + dumps_toml(tables)
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as err:
+        raise ValueError(f"cannot read {str(path)!r} to record its sha256 ({err.strerror or type(err).__name__}).") from None
+
+
+def _resume_mismatch(run: RunDirectory, tables: dict[str, Any], text: str) -> str | None:
+    """Why the problem as it resolves now (``text``) cannot continue ``run``; None when it can."""
+    stored = run.config.read_text(encoding="utf-8") if run.config.is_file() else None
+    if stored == text:
+        return None
+    if stored is None:
+        return f"{str(run.config)!r} does not exist"
+    then, now = dict(_HASH_LINE.findall(stored)), dict(_HASH_LINE.findall(text))
+    for name, digest in now.items():
+        if name in then and then[name] != digest:
+            table, key = name.split(".")
+            return (f"the file {tables[table][key]!r} ([{table}] {key}) changed since the run started "
+                    f"(sha256 {then[name][:12]}… then, {digest[:12]}… now)")
+    return f"the problem does not resolve to {str(run.config)!r}"
 
 
 def read_run_config(run: str | Path) -> tuple[ProblemSpec, DynamicsConfig]:
@@ -114,7 +162,8 @@ def train(
         out: the run directory: new, empty or made by ``landscape train``
             (:func:`landscape.io.files.check_output_folder`).
         resume: continue from ``out/checkpoint.npz``; the problem must resolve to the same
-            ``config.toml``.
+            ``config.toml`` (input files' sha256 included), the checkpoint must carry its sha256
+            and ``trajectory.csv`` every row the checkpoint counts.
         progress: a stream for progress lines (the CLI passes stderr unless ``--quiet``).
         progress_interval: least wall-clock seconds between two progress lines (≥ 0).
         force: start a fresh run in a non-empty folder that ``landscape train`` did not make
@@ -122,26 +171,50 @@ def train(
 
     Raises:
         ValueError: bad problem or configuration, a fresh run into a directory that holds
-            one or holds files the tool did not make (without ``force``), or a resume without
-            a checkpoint or with a different configuration.
+            one or holds files the tool did not make (without ``force``), another process
+            running in ``out`` (:func:`landscape.io.files.output_lock`), or a resume without a
+            checkpoint, with a different configuration or a changed input file (naming it), with
+            a checkpoint written for another configuration or a trajectory missing rows the checkpoint counts.
     """
     if not progress_interval >= 0:
         raise ValueError(f"progress_interval must be ≥ 0 seconds, got {progress_interval!r}.")
     started = wallclock.perf_counter()
-    resume_requested = resume
     tables, spec, init, dyn = resolved_config(problem)
-    config_text = dumps_toml(tables)
-    run = RunDirectory(out)
+    text = config_text(tables)
+    with output_lock(out):
+        return _train_locked(RunDirectory(out), tables, text, spec, init, dyn, resume, force, progress, progress_interval, started)
+
+
+def _train_locked(
+    run: RunDirectory,
+    tables: dict[str, Any],
+    text: str,
+    spec: ProblemSpec,
+    init: Any,
+    dyn: DynamicsConfig,
+    resume: bool,
+    force: bool,
+    progress: TextIO | None,
+    progress_interval: float,
+    started: float,
+) -> RunResult:
+    """:func:`train` once the run directory is locked (:func:`landscape.io.files.output_lock`)."""
+    resume_requested = resume
     landscape = spec.landscape()
-    unborn = not run.checkpoint.exists() and run.config.exists() and run.config.read_text(encoding="utf-8") == config_text
+    unborn = not run.checkpoint.exists() and run.config.exists() and run.config.read_text(encoding="utf-8") == text
     if resume and unborn:  # killed after writing config.toml, before its first checkpoint: start afresh
         resume = False
     if resume:
         if not run.checkpoint.exists():
             raise ValueError(f"cannot resume: {str(run.checkpoint)!r} does not exist.")
-        if not run.config.exists() or run.config.read_text(encoding="utf-8") != config_text:
-            raise ValueError(f"cannot resume: the problem does not resolve to {str(run.config)!r}.")
+        mismatch = _resume_mismatch(run, tables, text)
+        if mismatch is not None:
+            raise ValueError(f"cannot resume: {mismatch}.")
         ckpt = run.load_checkpoint()
+        if ckpt.config_sha256 != _sha256_text(text):
+            raise ValueError(f"cannot resume: checkpoint file {str(run.checkpoint)!r} was written for another "
+                             "config.toml (copied from another run?); start a new run.")
+        run.check_trajectory(ckpt.step, ckpt.rows, ckpt.last_row)
         state = FlowState(
             y=torch.as_tensor(ckpt.y, dtype=landscape.dtype, device=landscape.device),
             step=ckpt.step,
@@ -155,6 +228,8 @@ def train(
         sim = Simulation.from_state(landscape, spec.features, dyn, state, rng)
         run.rewind_trajectory(ckpt.step, ckpt.last_row)
         claim_output_folder(run.root, "train", force=True)  # the marker, for a run made before markers existed
+        rows = ckpt.rows
+        run.write_status({"status": "running", "message": f"resumed at step {ckpt.step}"})
     else:
         if run.holds_run() and not (unborn and resume_requested):
             raise ValueError(f"{str(run.root)!r} already holds a run; pass --resume to continue it, or choose a new --out.")
@@ -162,10 +237,12 @@ def train(
             check_output_folder(run.root, "train", force)
         sim = Simulation.fresh(landscape, initial_measure(init, landscape, spec.features), dyn, spec.features)
         claim_output_folder(run.root, "train", force=force or resume_requested)
-        atomic_write_text(run.config, config_text)
+        atomic_write_text(run.config, text)
+        rows = 0
+        run.write_status({"status": "running", "message": "started"})
         run.start_trajectory()
     reporter = _Progress(progress, dyn, sim.state, started, progress_interval) if progress is not None else None
-    status, message = sim.run(_RunFiles(run, dyn.checkpoint_seconds, reporter))
+    status, message = sim.run(_RunFiles(run, dyn.checkpoint_seconds, reporter, _sha256_text(text), rows))
     if status == "completed":
         save_npz(run.final, **sim.final_arrays())
     result = sim.result(status, message, 0.0)
@@ -191,18 +268,24 @@ class _RunFiles(Observer):
     """The file layer of a run: rows appended to ``trajectory.csv``, snapshots, checkpoints
     (when due and every ``checkpoint_seconds`` of wall time) and progress lines."""
 
-    def __init__(self, run: RunDirectory, checkpoint_seconds: float, reporter: _Progress | None) -> None:
+    def __init__(
+        self, run: RunDirectory, checkpoint_seconds: float, reporter: _Progress | None, config_sha256: str, rows: int
+    ) -> None:
         self.run = run
         self.clock = _CheckpointClock(checkpoint_seconds)
         self.reporter = reporter
+        self.config_sha256 = config_sha256
+        self.rows = rows
 
     def begin(self, state: FlowState, info: FieldValue, rng: np.random.Generator, row: dict[str, Any]) -> None:
         line = RunDirectory.format_row(row)
         self.run.append_row(line)
-        _commit(self.run, state, rng, line)
+        self.rows += 1
+        _commit(self.run, state, rng, line, self.rows, self.config_sha256)
 
     def row(self, row: dict[str, Any]) -> None:
         self.run.append_row(RunDirectory.format_row(row))
+        self.rows += 1
 
     def snapshot(self, step: int, time: float, a: np.ndarray, w: np.ndarray, p: np.ndarray) -> None:
         self.run.save_snapshot(step, time, a, w, p)
@@ -211,13 +294,20 @@ class _RunFiles(Observer):
         self, state: FlowState, info: FieldValue, rng: np.random.Generator, row: dict[str, Any] | None, checkpoint_due: bool
     ) -> None:
         if checkpoint_due or self.clock.due():
-            _commit(self.run, state, rng, "" if row is None else RunDirectory.format_row(row))
+            _commit(self.run, state, rng, "" if row is None else RunDirectory.format_row(row), self.rows, self.config_sha256)
             self.clock.restart()
         if self.reporter is not None:
             self.reporter.update(state, info)
 
 
-def _commit(run: RunDirectory, state: FlowState, rng: np.random.Generator, row: str) -> None:
+def _sha256_text(text: str) -> str:
+    """sha256 (hex) of ``text`` in UTF-8: what a checkpoint records of its ``config.toml``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _commit(
+    run: RunDirectory, state: FlowState, rng: np.random.Generator, row: str, rows: int, config_sha256: str
+) -> None:
     run.save_checkpoint(
         Checkpoint(
             y=state.y.cpu().numpy(),
@@ -228,6 +318,8 @@ def _commit(run: RunDirectory, state: FlowState, rng: np.random.Generator, row: 
             last_kick=state.last_kick,
             rng_state=json.dumps(rng.bit_generator.state),
             last_row=row,
+            rows=rows,
+            config_sha256=config_sha256,
         )
     )
 

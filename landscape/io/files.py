@@ -1,21 +1,32 @@
-"""File input and output: atomic writes and pickle-free ``.npz`` reading.
+"""File input and output: atomic writes, pickle-free ``.npz`` reading, whole output folders.
 
 Every write goes to a temporary file in the destination folder and is renamed over the
 target, so a reader never sees a partial file and a crash never destroys the old one.
 Every read turns a malformed file into a ``ValueError`` naming the file and the problem.
+
+An output folder ``--out`` is guarded by :func:`output_lock` (a second process on the same
+folder is refused) and, for the commands that write it in one go (``verify``, ``report``,
+``analyze --out``), committed whole by :func:`staged_output`: the new version is built in a
+hidden staging folder beside it and swapped in at the end, so a reader (or a kill, or a full
+disk) sees either the complete previous version or the complete new one, never a mix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import fcntl
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -28,6 +39,8 @@ __all__ = [
     "check_output_folder",
     "claim_output_folder",
     "output_marker",
+    "output_lock",
+    "staged_output",
     "MAX_ARRAY_BYTES",
 ]
 
@@ -118,6 +131,158 @@ def claim_output_folder(
     if not marker.is_file():  # a plain write: a marker cut short by a kill still marks the folder
         marker.write_text(f"{command}\n", encoding="utf-8")
     return folder
+
+
+def _beside(folder: Path, role: str) -> Path:
+    """The hidden path ``.<name>.<role>`` next to ``folder`` (same parent, so a rename stays on one file system)."""
+    return folder.parent / f".{folder.name}.{role}"
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on the output folder ``path`` for the body of the ``with``.
+
+    The lock is ``fcntl.flock`` (non-blocking) on the hidden file ``.<name>.lock`` beside the
+    folder — beside, not inside, because :func:`staged_output` replaces the folder itself and a
+    lock inside it would move away with the old version. The file is removed on release; a
+    process that locked a file removed meanwhile takes the new one instead. The kernel drops
+    the lock when its process dies (even by SIGKILL), so a killed run never blocks the next.
+
+    Yields:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: another process holds the lock (one line naming the folder).
+    """
+    folder = Path(path)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = _beside(folder, "lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(
+                f"--out {str(folder)!r} is in use by another landscape process (lock {str(lock)!r}); "
+                "wait for it to finish or choose another folder."
+            ) from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the holder removed this file as we opened it: lock the new one
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def staged_output(
+    path: str | os.PathLike,
+    command: str,
+    force: bool = False,
+    accept: Iterable[str] = (),
+    replace: Iterable[str] = (),
+) -> Iterator[Path]:
+    """Build a new version of the output folder ``path`` in staging and commit it whole.
+
+    Under :func:`output_lock`: checks the folder (:func:`check_output_folder`), clears what a
+    killed earlier run left (restoring the previous version if a kill fell between the two
+    renames of the fallback below), then makes the staging folder ``.<name>.staging`` beside
+    it — a hard-link copy of the current folder (files the tool did not make, other commands'
+    files and unchanged evidence carry over; every write in this package replaces files by
+    rename, so a link is never written through) without the entries ``replace``, which the
+    command writes anew — with the marker of ``command``. The body writes into the staging
+    folder. On success the staging folder is swapped with ``path`` in one
+    ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere ``path`` → ``.<name>.previous``, staging →
+    ``path``) and the previous version removed; on any exception the staging folder is removed
+    and ``path`` is left as it was (nothing new when it did not exist).
+
+    Args:
+        path: the ``--out`` folder.
+        command, force, accept: as :func:`check_output_folder`.
+        replace: names of top-level entries the command rewrites (dropped from the copy so no
+            stale file of the previous version survives beside the new ones).
+
+    Yields:
+        the staging folder.
+
+    Raises:
+        ValueError: as :func:`check_output_folder`, or the folder is locked by another process.
+    """
+    folder = check_output_folder(path, command, force, accept)
+    with output_lock(folder):
+        check_output_folder(folder, command, force, accept)  # again, now that no one else writes it
+        staging, previous = _beside(folder, "staging"), _beside(folder, "previous")
+        _recover(folder, staging, previous)
+        dropped = set(replace)
+        try:
+            if folder.is_dir():
+                shutil.copytree(
+                    folder, staging, symlinks=True, copy_function=_link_or_copy,
+                    ignore=lambda where, names: [n for n in names if n in dropped] if Path(where) == folder else [],
+                )
+            else:
+                staging.mkdir()
+            atomic_write_text(staging / output_marker(command), f"{command}\n")  # never through a link
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _commit(staging, folder, previous)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link ``source`` to ``target``; copy where a link is impossible (another file system)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _recover(folder: Path, staging: Path, previous: Path) -> None:
+    """Remove a killed run's staging folder; put back a previous version a kill left set aside."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    if previous.exists():
+        if folder.exists():
+            shutil.rmtree(previous)
+        else:
+            os.rename(previous, folder)
+
+
+def _commit(staging: Path, folder: Path, previous: Path) -> None:
+    """Put ``staging`` at ``folder`` and remove the version it replaces."""
+    if not folder.exists():
+        os.rename(staging, folder)
+    elif _exchange(staging, folder):
+        shutil.rmtree(staging)  # now the previous version
+    else:
+        os.rename(folder, previous)
+        os.rename(staging, folder)
+        shutil.rmtree(previous)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``);
+    False where the system or the file system has no such call."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, f"cannot swap {str(a)!r} into {str(b)!r}: {os.strerror(code)}")
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -188,6 +188,7 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
     step = number(exp, "expectation", "hermite_step", HermiteQuadrature.step, minimum=1e-6)
     fourth = integer(exp, "expectation", "fourth_moment_samples", DEFAULT_FOURTH_MOMENT_SAMPLES, minimum=1)
     _check_sizes(samples, fourth, dim, order, step)
+    _check_step(order, step)
     rtol = number(exp, "expectation", "singular_rtol", DEFAULT_SINGULAR_RTOL, minimum=0.0)
     if not 0 < rtol < 1:
         raise ValueError(f"[expectation] singular_rtol must lie in (0, 1), got {rtol}.")
@@ -306,6 +307,26 @@ def _check_sizes(samples: int | None, fourth: int, dim: int, order: int, step: f
 
 
 
+
+
+def max_hermite_step(order: int) -> float:
+    """Largest trapezoid step that resolves the Hermite functions up to ``order``: ``π/(√(order+1) + 3)``.
+
+    ``He_n(g)e^{−g²/4}`` oscillates with wavenumber up to about ``√(n+1)``; at this step the
+    coefficients of erf, tanh and sigmoid at ``|w| ≤ 1`` are within 1e-5 of converged (order
+    1 to 2048), at twice it off by 1e-3 to 1e-2.
+    """
+    return math.pi / (math.sqrt(order + 1) + 3.0)
+
+
+def _check_step(order: int, step: float) -> None:
+    """Refuse a trapezoid step too coarse for the Hermite functions of the order."""
+    bound = max_hermite_step(order)
+    if step > bound:
+        raise ValueError(
+            f"[expectation] hermite_step must be ≤ π/(√(hermite_order+1) + 3) = {bound:.4g} at hermite_order = "
+            f"{order} (coarser steps do not resolve the Hermite functions: coefficient errors ≥ 1e-3), got {step:g}."
+        )
 
 
 def _prompt_length(table: dict) -> float:

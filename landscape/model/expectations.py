@@ -17,6 +17,7 @@ of rows so memory stays bounded.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -166,6 +167,35 @@ class ExactGaussianExpectation(_Base):
         """Largest standard error of an entry of the sampled ``Q_µ``."""
         return self.fourth_sample.fourth_moment_stderr(a, w, p)
 
+    @property
+    def uses_quadrature(self) -> bool:
+        """Whether some kernel of this backend is a Mehler series (no closed form).
+
+        Mirrors :func:`landscape.model.kernels.gaussian_kernel`: the closed forms are erf and
+        ReLU without bias, for pairs of the same activation.
+        """
+        closed = ("erf", "relu")
+        student, teacher = self.activation.name, self.teacher.activation.name
+        return self.bias or student != teacher or teacher not in closed
+
+    def with_quadrature(self, quadrature: HermiteQuadrature) -> "ExactGaussianExpectation":
+        """The same backend with another Mehler rule, sharing this one's ``Q_µ`` sample."""
+        other = ExactGaussianExpectation(
+            self.teacher, self.activation, self.bias, quadrature, self.fourth_samples, self.seed, self.dtype, self.device
+        )
+        other._fourth_sample = self._fourth_sample
+        return other
+
+    def jackknife(self, groups: int) -> list["ExactGaussianExpectation"]:
+        """``groups`` copies whose ``Q_µ`` sample each leaves out one group of rows (see
+        :meth:`SampledExpectation.jackknife`); the kernels are shared."""
+        copies = []
+        for sample in self.fourth_sample.jackknife(groups):
+            other = copy.copy(self)
+            other._fourth_sample = sample
+            copies.append(other)
+        return copies
+
     def describe(self) -> dict:
         """Settings, for reports."""
         return {
@@ -310,6 +340,25 @@ class SampledExpectation(_Base):
             h = self.features(a, w, p, self._x)
             terms = self._f_sq[:, None, None] * h[:, :, None] * h[:, None, :]
             return float(terms.std(dim=0).max() / self.samples**0.5)
+
+    def jackknife(self, groups: int) -> list["SampledExpectation"]:
+        """``groups`` copies, copy ``g`` without the rows ``i ≡ g (mod groups)`` (delete-a-group jackknife).
+
+        A statistic ``θ`` computed on each copy gives ``θ_g``; its standard error is
+        ``√((G−1)/G · Σ_g (θ_g − θ̄)²)``. Raises ``ValueError`` when a group would be empty.
+        """
+        if not 2 <= groups <= self.samples:
+            raise ValueError(f"a jackknife needs 2 ≤ groups ≤ samples = {self.samples}, got {groups}.")
+        index = torch.arange(self.samples, device=self.device)
+        copies = []
+        for g in range(groups):
+            keep = index % groups != g
+            other = copy.copy(self)
+            other._x, other._f, other._f_sq = self._x[keep], self._f[keep], self._f_sq[keep]
+            other.samples = int(keep.sum())
+            other.sigma_tt = other._f.T @ other._f / other.samples
+            copies.append(other)
+        return copies
 
     def describe(self) -> dict:
         """Settings, for reports."""

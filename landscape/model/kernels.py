@@ -2,15 +2,19 @@ r"""Gaussian kernels ``κ(u, v) = E_x[σ₁(u·x + b₁) σ₂(v·x + b₂)]`` f
 
 ``(u·x, v·x)`` is a bivariate Gaussian, so κ is a two-dimensional integral:
 
-* ``erf`` (no bias): ``κ = (2/π) arcsin(2u·v / √((1+2|u|²)(1+2|v|²)))``, smooth everywhere.
+* ``erf`` (no bias): ``κ = (2/π) arcsin(2u·v / √((1+2|u|²)(1+2|v|²)))``, smooth everywhere;
+  evaluated as an ``atan2`` of normalised vectors with ``1 − arg²`` written without
+  cancellation (:func:`erf_kernel`), so value and derivatives are right to rounding for every
+  finite weight (no overflow up to the float range; the |w| → ∞ limit is the sign kernel
+  ``(2/π) arcsin(û·v̂)``).
 * ``relu`` (no bias): ``κ = |u||v|(sin φ + (π−φ) cos φ)/(2π)``, written in the Gram
   determinant ``D = |u|²|v|² − (u·v)²`` so that autograd stays finite (and correct: the
   ``D^{3/2}`` term has vanishing first and second derivatives) where ``u ∥ v``.
-* any other σ, or any σ with a bias: the Mehler (Hermite) series in the cosine
-  ``ρ = u·v/(|u||v|)``,
+* any other σ, or any σ with a bias: the Mehler (Hermite) series
 
   .. math:: κ = Σ_{n=0}^{T} ρ^n α_n(|u|, b₁) β_n(|v|, b₂),
             \quad α_n(r, b) = E_g[σ₁(r g + b) \mathrm{He}_n(g)] / \sqrt{n!},
+            \quad ρ = u·v/(|u||v|),
 
   a polynomial in ρ, hence smooth where particles coincide (ρ = 1). The 1-D coefficients
   come from a trapezoid rule on a wide uniform grid, which converges geometrically for
@@ -18,6 +22,18 @@ r"""Gaussian kernels ``κ(u, v) = E_x[σ₁(u·x + b₁) σ₂(v·x + b₂)]`` f
   order ``T`` and grid step are parameters of :class:`HermiteQuadrature`; the size of the
   last coefficients (``tail``) estimates the truncation error, and
   ``tests/model/test_kernels.py`` measures the error against adaptive 2-D quadrature.
+
+  Small radii (a neuron at or near ``w = 0``): ρ is singular at ``|u| = 0`` and ``α_n(r)``
+  (n ≥ 1), of true size ``O(rⁿ)``, is computed with an absolute rounding error ``ε``, so the
+  derivatives ``∝ α_n/rⁿ`` of the ρ-form are rounding noise over ``rⁿ`` (1e135 at
+  ``|u| = 1e-154``). The series is therefore written in the un-normalised variable,
+  ``ρⁿ α_n β_n = (u·v)ⁿ A_n(|u|) B_n(|v|)`` with ``A_n(r) = α_n(r)/rⁿ = E[σ⁽ⁿ⁾(rg+b)]/√n!``
+  smooth and even in r. Below the radius ``r₀ = ε^{1/8}`` (0.011 in float64) ``A_n`` is its
+  Taylor series in ``r² − r₀²`` about ``r₀``, whose derivatives in ``r²`` the heat equation
+  gives from the coefficients at ``r₀`` (``∂A_n/∂(r²) = ½√((n+1)(n+2)) A_{n+2}``); three
+  terms leave an error ``O(r₀⁸) = O(ε)``, and the rounding noise of the derivatives is at
+  most ``ε/r₀`` (gradients) and ``ε/r₀²`` (Hessians), i.e. 2e-14 and 2e-12. Above ``r₀``
+  the series is the plain ρ-form, bit for bit.
 """
 
 from __future__ import annotations
@@ -32,9 +48,19 @@ from .activations import Activation
 
 __all__ = ["HermiteQuadrature", "erf_kernel", "relu_kernel", "gaussian_kernel"]
 
+# Taylor terms of the coefficients below the radius r₀ = ε^{1/8} (HermiteQuadrature._scaled_coefficients).
+_SMALL_RADIUS_TERMS = 3
+
 
 def erf_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Closed-form erf kernel.
+    """Closed-form erf kernel, overflow-free and with finite derivatives for every finite weight.
+
+    With ``s = √2 u/√(1+2|u|²)`` (so ``|s|² = 1 − e``, ``e = 1/(1+2|u|²)``) the kernel is
+    ``(2/π) arcsin(s_u·s_v) = (2/π) atan2(x, √(1 − x²))``, ``x = s_u·s_v``, and
+    ``1 − x² = e_u + e_v − e_u e_v + G`` with ``G = |s_u|²|s_v|² − x² ≥ 0`` the Gram
+    determinant: no cancellation near ``x = ±1`` (coincident or antipodal particles at large
+    |w|), and ``s`` is formed from ``u / max(1, max_i |u_i|)``, so ``|u|²`` never overflows.
+    At |w| → ∞ the value tends to the sign kernel ``(2/π) arcsin(û·v̂)``.
 
     Args:
         u: tensor of shape (M1, d).
@@ -43,10 +69,29 @@ def erf_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     Returns:
         tensor of shape (M1, M2) with ``E[erf(u_i·x) erf(v_j·x)]``.
     """
-    nu = 1.0 + 2.0 * (u * u).sum(-1)
-    nv = 1.0 + 2.0 * (v * v).sum(-1)
-    arg = 2.0 * (u @ v.T) / torch.sqrt(nu[:, None] * nv[None, :])
-    return (2.0 / math.pi) * torch.asin(arg)
+    su, eu = _erf_scaled(u)
+    sv, ev = _erf_scaled(v)
+    x = su @ sv.T
+    gram = (su * su).sum(-1)[:, None] * (sv * sv).sum(-1)[None, :] - x * x
+    e = eu[:, None] + ev[None, :] * (1.0 - eu[:, None])
+    # G ≥ 0 exactly; it can round below −e/2 only where e < ε (|w| ≳ 1e8, x within ε of ±1):
+    # there G is rounding noise, and e alone is the value (to rounding).
+    one_minus_x2 = torch.where(e + gram > 0.5 * e, e + gram, e)
+    cos = torch.sqrt(torch.clamp(one_minus_x2, min=torch.finfo(u.dtype).tiny))
+    return (2.0 / math.pi) * torch.atan2(x, cos)
+
+
+def _erf_scaled(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``s = √2 u/√(1+2|u|²)`` and ``e = 1/(1+2|u|²)`` without overflow: shapes (M, d), (M,).
+
+    The rows are divided by ``m = max(1, max_i |u_i|)`` first (``|u/m|² ≤ d``). ``m`` is
+    detached: the formulas are identities in ``m``, so its derivative contributes nothing.
+    """
+    m = torch.clamp(u.detach().abs().amax(-1, keepdim=True), min=1.0)
+    scaled = u / m
+    inv_m2 = m[:, 0] ** -2
+    denom = inv_m2 + 2.0 * (scaled * scaled).sum(-1)
+    return math.sqrt(2.0) * scaled / torch.sqrt(denom)[:, None], inv_m2 / denom
 
 
 def relu_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -140,14 +185,38 @@ class HermiteQuadrature:
         v: torch.Tensor,
         b2: torch.Tensor | None,
     ) -> torch.Tensor:
-        """``E[σ₁(u_i·x + b1_i) σ₂(v_j·x + b2_j)]``, shape (M1, M2)."""
-        tiny = torch.finfo(u.dtype).tiny
-        ru = torch.sqrt((u * u).sum(-1) + tiny)
-        rv = torch.sqrt((v * v).sum(-1) + tiny)
-        rho = (u @ v.T) / (ru[:, None] * rv[None, :])
-        alpha = self.coefficients(act1, ru, b1)
-        beta = self.coefficients(act2, rv, b2)
-        return mehler_series(rho, alpha, beta)
+        """``E[σ₁(u_i·x + b1_i) σ₂(v_j·x + b2_j)]``, shape (M1, M2).
+
+        The series runs in ``t = u·v/(r̄_u r̄_v)`` with ``r̄ = max(|w|, r₀)`` and coefficients
+        ``r̄ⁿ Aₙ(|w|)`` (module docstring), so it is smooth in ``u``, ``v`` also at ``w = 0``.
+        """
+        ru, alpha = self._scaled_coefficients(act1, u, b1)
+        rv, beta = self._scaled_coefficients(act2, v, b2)
+        t = (u @ v.T) / (ru[:, None] * rv[None, :])
+        return mehler_series(t, alpha, beta)
+
+    def _scaled_coefficients(self, act: Activation, w: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``r̄ = max(|w|, r₀)`` and ``r̄ⁿ Aₙ(|w|)``: shapes (M,), (M, order+1).
+
+        ``Aₙ(r) = αₙ(r)/rⁿ`` is smooth and even in ``r``, and solves the heat equation
+        ``∂Aₙ/∂(r²) = ½ √((n+1)(n+2)) A_{n+2}`` (Stein: ``Aₙ(r) = E[σ⁽ⁿ⁾(rg+b)]/√n!``), so below
+        ``r₀`` it is the Taylor series in ``r² − r₀²`` about ``r₀``:
+        ``r₀ⁿ Aₙ(r) = Σ_k sᵏ/k! · √((n+2k)!/n!) · α_{n+2k}(r₀)``, ``s = (r² − r₀²)/(2r₀²) ∈ [−½, 0]``.
+        Above ``r₀``, ``s = 0`` exactly and the coefficients are the plain ``αₙ(|w|)``.
+        """
+        r0_sq = torch.finfo(w.dtype).eps ** (1.0 / 4.0)
+        r_sq = (w * w).sum(-1)
+        rbar_sq = torch.clamp(r_sq, min=r0_sq)
+        s = (r_sq - rbar_sq) / (2.0 * rbar_sq)
+        alpha = self.coefficients(act, torch.sqrt(rbar_sq), bias)
+        n = torch.arange(alpha.shape[1], dtype=w.dtype, device=w.device)
+        out, growth, power = alpha, torch.ones_like(n), torch.ones_like(s)
+        for k in range(1, _SMALL_RADIUS_TERMS + 1):
+            growth = growth * torch.sqrt((n + 2 * k - 1) * (n + 2 * k))
+            power = power * s / k
+            shifted = torch.nn.functional.pad(alpha[:, 2 * k :], (0, min(2 * k, alpha.shape[1])))
+            out = out + power[:, None] * growth * shifted
+        return torch.sqrt(rbar_sq), out
 
     def tail(self, act: Activation, radius: torch.Tensor, bias: torch.Tensor | None, terms: int = 8) -> torch.Tensor:
         """Root-sum-square of the last ``terms`` coefficients, per neuron: shape (M,).

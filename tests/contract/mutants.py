@@ -74,8 +74,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "erf-kernel-constant",
         "landscape/model/kernels.py",
-        "return (2.0 / math.pi) * torch.asin(arg)",
-        "return (1.0 / math.pi) * torch.asin(arg)",
+        "return (2.0 / math.pi) * torch.atan2(x, cos)",
+        "return (1.0 / math.pi) * torch.atan2(x, cos)",
         ("expressivity",),
     ),
     Mutant(

@@ -101,7 +101,8 @@ def check_outcome(outcome: Outcome, bad: bool, label: str) -> None:
     where = f"[{label}] status={outcome.status} stderr={outcome.err!r} stdout={outcome.out[:200]!r}"
     assert "Traceback" not in outcome.err, where
     if outcome.status == 0 and not bad:
-        assert outcome.err == "", where
+        # stderr holds only warnings (e.g. error estimates above tolerance, issue 15), one per line
+        assert all(line.startswith("warning: ") for line in outcome.err.splitlines()), where
         result = _strict_json(outcome.out)
         assert _finite_numbers(result), where
         return
@@ -612,7 +613,8 @@ def _bad_problem_docs() -> list[tuple[str, dict]]:
     variant("c ragged", "teacher", "c", [[1.0, 0.0], [0.0]])
     variant("c wrong rows", "teacher", "c", [[1.0, 0.0, 0.0]])
     variant("u nan", "teacher", "u", [[math.nan] * 6] * 3)
-    variant("u huge", "teacher", "u", [[1e300] * 6] * 3)
+    # u = 1e300 is no longer bad input: the erf kernel is overflow-free and gives the sign-kernel
+    # limit (tests/model/test_kernel_extremes.py checks its value)
     variant("c huge", "teacher", "c", [[1e300] * 3] * 3)
     variant("u 3-D", "teacher", "u", [[[1.0]]])
     variant("u empty", "teacher", "u", [])

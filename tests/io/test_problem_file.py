@@ -86,3 +86,16 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_problem(tmp_path / "bad.toml")
     with pytest.raises(ValueError, match="does not exist"):
         load_problem(tmp_path / "none.toml")
+
+
+def test_hermite_step_is_bounded_by_the_order_with_the_reason():
+    from landscape.io.problem import max_hermite_step
+
+    base = {"teacher": {"activation": "tanh", "c": [[1.0]], "u": [[1.0]]}}
+    for order in (1, 16, 128, 1024):
+        bound = max_hermite_step(order)
+        parse_problem({**base, "expectation": {"hermite_order": order, "hermite_step": bound}})
+        with pytest.raises(ValueError, match=r"hermite_step must be ≤ .* do not resolve the Hermite functions"):
+            parse_problem({**base, "expectation": {"hermite_order": order, "hermite_step": 1.01 * bound}})
+    with pytest.raises(ValueError, match="hermite_step"):
+        parse_problem({**base, "expectation": {"hermite_step": 5.0}})
