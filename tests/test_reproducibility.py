@@ -47,3 +47,13 @@ def test_spread_table_measures_the_spread_and_judges_each_tolerance(tmp_path, mo
     assert rows["loose"]["verdicts"] == ["fail", "pass"]
     assert SAFETY * rows["loose"]["spread"] <= rows["loose"]["slack"]
     assert math.isinf(spread_table({"reference": runs["reference"]})[0]["slack_over_spread"])
+
+
+def test_bad_claims_and_out_give_one_error_line_and_exit_2(tmp_path, capsys):
+    assert reproducibility.main(["--out", str(tmp_path / "r"), "--claims", "no-such-claim"]) == 2
+    (tmp_path / "file").write_text("x")
+    assert reproducibility.main(["--out", str(tmp_path / "file")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "no-such-claim" in lines[0] and "not a folder" in lines[1]
+    assert not (tmp_path / "r").exists()

@@ -196,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="tabulate runs already in --out instead of running them")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    claims = resolve_ids(args.claims)
+    try:
+        claims = resolve_ids(args.claims)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {str(out)!r} exists and is not a folder.")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     chosen = [v for v in VARIANTS if not args.variants or v.name in args.variants or v.name == "reference"]
     runs = {}
     for variant in chosen:
@@ -204,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             runs[variant.name] = out / variant.name / "results.json"
             continue
         print(f"variant {variant.name} …", file=sys.stderr, flush=True)
-        runs[variant.name] = run_variant(variant, args.profile, claims, out)
+        try:
+            runs[variant.name] = run_variant(variant, args.profile, claims, out)
+        except RuntimeError as err:  # the suite itself could not run (its own error is printed above)
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     rows = spread_table(runs)
     (out / "spread.json").write_text(json.dumps({"profile": args.profile, "variants": list(runs), "safety": SAFETY,
                                                  "rows": rows}, indent=1, default=str) + "\n", encoding="utf-8")

@@ -26,7 +26,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .activations import Activation
-from .kernels import HermiteQuadrature, gaussian_kernel
+from .kernels import HermiteQuadrature, gaussian_kernel, has_closed_form
 from .laws import as_tensor
 from .teacher import Teacher
 
@@ -171,12 +171,12 @@ class ExactGaussianExpectation(_Base):
     def uses_quadrature(self) -> bool:
         """Whether some kernel of this backend is a Mehler series (no closed form).
 
-        Mirrors :func:`landscape.model.kernels.gaussian_kernel`: the closed forms are erf and
-        ReLU without bias, for pairs of the same activation.
+        The pairs are student–student, student–teacher and teacher–teacher, each decided by
+        :func:`landscape.model.kernels.has_closed_form` as :func:`gaussian_kernel` decides it.
         """
-        closed = ("erf", "relu")
-        student, teacher = self.activation.name, self.teacher.activation.name
-        return self.bias or student != teacher or teacher not in closed
+        student, teacher = self.activation, self.teacher.activation
+        pairs = ((student, student, self.bias), (student, teacher, self.bias), (teacher, teacher, False))
+        return not all(has_closed_form(a, b, biased) for a, b, biased in pairs)
 
     def with_quadrature(self, quadrature: HermiteQuadrature) -> "ExactGaussianExpectation":
         """The same backend with another Mehler rule, sharing this one's ``Q_µ`` sample."""

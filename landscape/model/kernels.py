@@ -46,7 +46,7 @@ import torch
 
 from .activations import Activation
 
-__all__ = ["HermiteQuadrature", "erf_kernel", "relu_kernel", "gaussian_kernel"]
+__all__ = ["CLOSED_FORMS", "HermiteQuadrature", "erf_kernel", "gaussian_kernel", "has_closed_form", "relu_kernel"]
 
 # Taylor terms of the coefficients below the radius r₀ = ε^{1/8} (HermiteQuadrature._scaled_coefficients).
 _SMALL_RADIUS_TERMS = 3
@@ -115,6 +115,10 @@ def relu_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     regular = s - c * torch.atan2(s, c)
     limit = -math.pi * torch.clamp(c, max=0.0)
     return (torch.where(small, limit, regular)) / (2.0 * math.pi) + 0.5 * c
+
+
+#: the activations whose kernel has a closed form (no bias, both sides the same σ).
+CLOSED_FORMS = ("erf", "relu")
 
 
 def _hermite_functions(order: int, nodes: np.ndarray) -> np.ndarray:
@@ -341,9 +345,11 @@ def gaussian_kernel(
     Returns:
         tensor of shape (M1, M2).
     """
-    if b1 is None and b2 is None and act1.name == act2.name:
-        if act1.name == "erf":
-            return erf_kernel(u, v)
-        if act1.name == "relu":
-            return relu_kernel(u, v)
+    if has_closed_form(act1, act2, biased=b1 is not None or b2 is not None):
+        return erf_kernel(u, v) if act1.name == "erf" else relu_kernel(u, v)
     return quadrature.kernel(act1, u, b1, act2, v, b2)
+
+
+def has_closed_form(act1: Activation, act2: Activation, biased: bool) -> bool:
+    """Whether :func:`gaussian_kernel` takes a closed form for this pair (else the Mehler series)."""
+    return not biased and act1.name == act2.name and act1.name in CLOSED_FORMS

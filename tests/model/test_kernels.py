@@ -11,14 +11,7 @@ from scipy import special
 
 from landscape.model.activations import get_activation
 from landscape.model.kernels import HermiteQuadrature, erf_kernel, gaussian_kernel, relu_kernel
-
-NUMPY_SIGMA = {
-    "erf": special.erf,
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": special.expit,
-    "gelu": lambda z: z * special.ndtr(z),
-}
+from verification.claims.expressivity import NUMPY_ACTIVATIONS as NUMPY_SIGMA  # σ in NumPy/SciPy, independent of torch
 
 
 def reference_kernel(name: str, u: np.ndarray, v: np.ndarray, bu: float = 0.0, bv: float = 0.0) -> float:

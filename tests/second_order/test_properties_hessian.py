@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_properties import PROPERTY, QUADRATURE, SAMPLES, cases, rounding_tol
 
@@ -81,7 +81,11 @@ def test_rayleigh_quotients_lie_between_the_extreme_eigenvalues(case, seed):
 
 
 # ------------------------------------------------------------- exact = sampled
-@PROPERTY
+# A statistical property (a mean of 16 absolute errors must halve from n = 400 to 25 600): a random
+# search over seeds eventually finds one where the small sample's errors cancel by chance
+# (seed 464647360, tanh, m = 1: 5.9e-4 against 3.1e-4, the exact loss right to 7e-8). The
+# examples are therefore drawn from a fixed sequence, so CI never meets a new unlucky draw.
+@settings(parent=PROPERTY, derandomize=True)
 @given(
     activation=st.sampled_from(("erf", "relu", "tanh")),
     d=st.integers(2, 4),
