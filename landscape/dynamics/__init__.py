@@ -6,11 +6,12 @@ Modules in flow order: :mod:`.config` (the ``[init]``/``[dynamics]`` tables),
 :mod:`.initialisation`, :mod:`.flow` (the vector field, its Jacobian and the energy identity),
 :mod:`.integrators` (explicit Runge–Kutta), :mod:`.rosenbrock` (linearly implicit, for stiff
 stretches), :mod:`.birth_death`, :mod:`.perturbation`, :mod:`.simulate` (the engine, in
-memory), :mod:`.trajectory` (its rows, and the one ``trajectory.csv`` reader),
+memory), :mod:`.ensemble` (many runs of one shape batched in lock step), :mod:`.trajectory` (its rows, and the one ``trajectory.csv`` reader),
 :mod:`.rundir` (the files of a run), :mod:`.train` (the file layer).
 """
 
 from .config import BirthDeathConfig, DynamicsConfig, InitConfig, PerturbationConfig, parse_dynamics, parse_init
+from .ensemble import simulate_ensemble
 from .flow import FieldValue, Layout, Linearization, ParticleFlow
 from .initialisation import initial_measure
 from .integrators import TABLEAUS, adaptive_step, rk_step
@@ -44,5 +45,6 @@ __all__ = [
     "rk_step",
     "rosenbrock23_step",
     "simulate",
+    "simulate_ensemble",
     "train",
 ]

@@ -1,0 +1,318 @@
+r"""Many independent runs of the particle flow as one batched computation.
+
+:func:`simulate_ensemble` integrates ``B`` runs of the same shape (seeds, initial measures, or
+problems with the same ``M``, ``k``, ``d``) in lock step: the states are stacked into one
+``(B, n)`` tensor, every stage of the Runge–Kutta pair evaluates all running members at once
+(:class:`BatchField`), and the step-size controller of :mod:`.integrators` runs vectorised over
+the members — each with its own step size, its own accept/reject decisions, its own end
+(completed, or stopped because its state became invalid) and its own recorded rows. A claim's
+seeds or a user's sweep thus pay the Python overhead of one run, not ``B``.
+
+Each member follows exactly the rules of :func:`~landscape.dynamics.simulate.simulate`
+(same controller, same stop conditions, same trajectory columns); only the order of the
+floating-point reductions in the error norm may differ, so a member agrees with its single
+run to rounding and takes the same steps (``tests/dynamics/test_dynamics_ensemble.py``).
+
+Supported: the explicit schemes (fixed step ``euler``/``heun``/``rk4``, adaptive ``rk23``/
+``dopri5``), fixed weights or the deterministic WFR flow, any η. Perturbations, stochastic
+birth–death and ``rosenbrock23`` need per-run randomness or Krylov solves: use
+:func:`~landscape.dynamics.simulate.simulate` for those (a ``ValueError`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+import time as wallclock
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from ..landscape import AttentionLandscape
+from ..model.measure import ParticleMeasure
+from .config import DynamicsConfig, parse_dynamics
+from .flow import FieldValue, Layout, ParticleFlow
+from .integrators import TABLEAUS, Tableau, step_factor
+from .simulate import RunResult, _initial_state
+from .trajectory import COLUMNS, Trajectory
+
+__all__ = ["BatchField", "FlowBatch", "simulate_ensemble"]
+
+#: why a member stops, by the problem its new state has.
+STOPS = {
+    "nonfinite": "the state or the field is no longer finite",
+    "singular": "Σ_µµ became singular",
+}
+#: the smallest step before a member stops with ``step_size_underflow`` (as :func:`adaptive_step`).
+H_MIN = 1e-14
+
+
+@dataclass(frozen=True)
+class BatchValue:
+    """The field of every running member with the diagnostics its rows need.
+
+    Attributes:
+        dy: tensor of shape (B, n), ``f(y_b)`` (zeros for members not evaluated).
+        energy, loss, grad_norm, sigma_min, sigma_max: arrays of shape (B,) (NaN where not evaluated).
+        problem: array (B,) of str: ``""`` where the state is valid, else ``"nonfinite"`` or
+            ``"singular"`` (the stop statuses of :func:`~landscape.dynamics.simulate.simulate`).
+    """
+
+    dy: torch.Tensor
+    energy: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    sigma_min: np.ndarray
+    sigma_max: np.ndarray
+    problem: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool array (B,): the members whose state is valid."""
+        return self.problem == ""
+
+
+class BatchField(Protocol):
+    """``(Y, members) ↦ BatchValue``: the field at the rows ``members`` of ``Y`` (shape (B, n))."""
+
+    layout: Layout
+    evaluations: int
+
+    def __call__(self, y: torch.Tensor, members: np.ndarray) -> BatchValue: ...
+
+
+class FlowBatch:
+    """A :class:`BatchField` made of one :class:`ParticleFlow` per member (the reference path).
+
+    Args:
+        flows: one flow per member, all with the same :class:`Layout`.
+    """
+
+    def __init__(self, flows: Sequence[ParticleFlow]) -> None:
+        layouts = {flow.layout for flow in flows}
+        if len(layouts) != 1:
+            raise ValueError(f"an ensemble needs members of one shape, got layouts {sorted(map(str, layouts))}.")
+        self.flows = list(flows)
+        self.layout = layouts.pop()
+        self.evaluations = 0
+
+    def __call__(self, y: torch.Tensor, members: np.ndarray) -> BatchValue:
+        b = y.shape[0]
+        dy = torch.zeros_like(y)
+        stats = {name: np.full(b, np.nan) for name in ("energy", "loss", "grad_norm", "sigma_min", "sigma_max")}
+        problem = np.full(b, "nonfinite", dtype=object)
+        self.evaluations += 1
+        for i in np.flatnonzero(members):
+            try:
+                value: FieldValue = self.flows[i].evaluate(y[i])
+            except torch.linalg.LinAlgError:
+                problem[i] = "singular"
+                continue
+            dy[i] = value.dy
+            for name in stats:
+                stats[name][i] = getattr(value, name)
+            if not value.finite:
+                continue
+            singular = not value.sigma_min > self.flows[i].landscape.singular_rtol * value.sigma_max
+            problem[i] = "singular" if singular else ""
+        return BatchValue(dy=dy, problem=problem, **stats)
+
+
+def simulate_ensemble(
+    landscapes: AttentionLandscape | Sequence[AttentionLandscape],
+    measures: Sequence[ParticleMeasure],
+    settings: DynamicsConfig | dict[str, Any],
+    field: BatchField | None = None,
+) -> list[Trajectory]:
+    """Run the flow from every measure in ``measures``, batched, and return one trajectory each.
+
+    Args:
+        landscapes: one problem for all members, or one per member (same ``d`` and ``k``).
+        measures: B initial measures of one shape, ``a`` (M, k), ``w`` (M, d), ``p`` (M,).
+        settings: the ``[dynamics]`` settings shared by all members (a :class:`DynamicsConfig`
+            or a table).
+        field: the batched field (default: :class:`FlowBatch` of the members' flows).
+
+    Returns:
+        B trajectories with the columns of :func:`~landscape.dynamics.simulate.simulate`
+        (``events`` empty), each with its :class:`RunResult` and, when completed, ``final``.
+
+    Raises:
+        ValueError: no members, members of different shapes, or a setting the ensemble does not run.
+    """
+    started = wallclock.perf_counter()
+    dyn = settings if isinstance(settings, DynamicsConfig) else parse_dynamics(settings)
+    _check_supported(dyn)
+    if not measures:
+        raise ValueError("an ensemble needs at least one measure.")
+    problems = [landscapes] * len(measures) if isinstance(landscapes, AttentionLandscape) else list(landscapes)
+    if len(problems) != len(measures):
+        raise ValueError(f"{len(problems)} landscapes for {len(measures)} measures.")
+    gamma = not math.isinf(dyn.timescale_ratio)
+    layouts = {Layout(m.size, m.features, lp.input_dim, gamma) for m, lp in zip(measures, problems, strict=True)}
+    if len(layouts) != 1:
+        raise ValueError("every member of an ensemble needs the same M, k and d.")
+    layout = layouts.pop()
+    rate = dyn.birth_death.rate if dyn.birth_death.kind == "wfr" else 0.0
+    if field is None:
+        field = FlowBatch([ParticleFlow(lp, layout, dyn.timescale_ratio, rate) for lp in problems])
+    y = torch.stack([_initial_state(lp, layout, m) for lp, m in zip(problems, measures, strict=True)])
+    return _Lockstep(field, dyn, y, started).run()
+
+
+def _check_supported(dyn: DynamicsConfig) -> None:
+    if dyn.integrator == "rosenbrock23":
+        raise ValueError("simulate_ensemble runs explicit schemes only; use simulate for integrator = \"rosenbrock23\".")
+    if dyn.perturbation.kind != "none":
+        raise ValueError("simulate_ensemble runs no perturbations; use simulate for [dynamics.perturbation].")
+    if dyn.birth_death.kind == "stochastic":
+        raise ValueError("simulate_ensemble runs no stochastic birth–death; use simulate for kind = \"stochastic\".")
+
+
+class _Lockstep:
+    """The vectorised driver: per-member time, step, step size, offset, status and rows."""
+
+    def __init__(self, field: BatchField, dyn: DynamicsConfig, y: torch.Tensor, started: float) -> None:
+        self.field, self.dyn, self.y, self.started = field, dyn, y, started
+        self.layout = field.layout
+        self.tableau: Tableau = TABLEAUS[dyn.integrator]
+        b = y.shape[0]
+        self.step = np.zeros(b, dtype=np.int64)
+        self.time = np.zeros(b)
+        self.h = np.full(b, dyn.step_size)
+        self.status = np.array(["running"] * b, dtype=object)
+        self.message = [""] * b
+        self.rows: list[list[dict[str, Any]]] = [[] for _ in range(b)]
+        self.mask = self.layout.error_mask(y[0])
+        self.value = field(y, np.ones(b, dtype=bool))
+        bad = ~self.value.valid
+        if bad.any():
+            raise ValueError(f"members {np.flatnonzero(bad).tolist()} cannot start a run (non-finite or singular Σ_µµ).")
+        self.offset = self.value.energy.copy()
+        for i in range(b):
+            self.rows[i].append(self._row(i, 0.0))
+
+    def run(self) -> list[Trajectory]:
+        while True:
+            running = self.status == "running"
+            running &= ~self._done()
+            self.status[(self.status == "running") & ~running] = "completed"
+            if not running.any():
+                break
+            self._attempt(running)
+        return [self._trajectory(i) for i in range(self.y.shape[0])]
+
+    def _done(self) -> np.ndarray:
+        if self.dyn.steps is not None:
+            return self.step >= self.dyn.steps
+        return self.time >= self.dyn.time * (1.0 - 1e-14)
+
+    def _attempt(self, members: np.ndarray) -> None:
+        """One trial step of every running member; accepted ones advance."""
+        dyn, tab = self.dyn, self.tableau
+        h_max = np.full_like(self.h, math.inf) if dyn.time is None else dyn.time - self.time
+        h = np.minimum(self.h if tab.b_low is not None else dyn.step_size, h_max)
+        underflow = members & (h < H_MIN)
+        self._stop(underflow, "step_size_underflow", lambda i: f"adaptive step size fell to {h[i]:.3e} (below {H_MIN:.1e}).")
+        members = members & ~underflow
+        ht = torch.as_tensor(np.where(members, h, 0.0), dtype=self.y.dtype, device=self.y.device)[:, None]
+        stages, last = [self.value.dy], None
+        for row in tab.a[1:]:
+            point = self.y + ht * sum(c * k for c, k in zip(row, stages, strict=False) if c != 0.0)
+            last = self.field(point, members)
+            stages.append(last.dy)
+        y_new = self.y + ht * sum(c * k for c, k in zip(tab.b, stages, strict=True) if c != 0.0)
+        accepted = members.copy()
+        factor = np.ones_like(h)
+        if tab.b_low is not None:
+            error = ht * sum((hi - lo) * k for hi, lo, k in zip(tab.b, tab.b_low, stages, strict=True) if hi != lo)
+            norm = self._error_norm(error, y_new)
+            accepted &= norm <= 1.0
+            factor = np.array([step_factor(float(x), -1.0 / tab.order) for x in norm])
+            rejected = members & ~accepted
+            self.h[rejected] = h[rejected] * factor[rejected]
+        if not accepted.any():
+            return
+        fsal = tab.b_low is not None and tuple(tab.a[-1]) == tuple(tab.b[: len(tab.a[-1])]) and tab.b[-1] == 0.0
+        value = last if fsal else self.field(y_new, accepted)
+        self._accept(accepted, y_new, value, h, factor)
+
+    def _error_norm(self, error: torch.Tensor, y_new: torch.Tensor) -> np.ndarray:
+        scale = self.dyn.atol + self.dyn.rtol * torch.maximum(self.y.abs(), y_new.abs())
+        norm = torch.sqrt(torch.mean((error[:, self.mask] / scale[:, self.mask]) ** 2, dim=1)).cpu().numpy()
+        return np.where(np.isfinite(norm), norm, math.inf)
+
+    def _accept(self, accepted: np.ndarray, y_new: torch.Tensor, value: BatchValue, h: np.ndarray, factor: np.ndarray) -> None:
+        """Advance the accepted members, stop the invalid ones, record rows."""
+        for problem, why in STOPS.items():
+            self._stop(accepted & (value.problem == problem), problem, lambda i, why=why: why)
+        p = y_new[:, self._p_slice()]
+        negative = accepted & value.valid & (p <= 0).any(dim=1).cpu().numpy()
+        self._stop(negative, "negative_weight", lambda i: "a weight p_i reached zero or below; take a smaller step_size")
+        good = accepted & value.valid & ~negative
+        index = torch.as_tensor(good, device=self.y.device)
+        self.y = torch.where(index[:, None], y_new, self.y)
+        self.value = _merge(self.value, value, good)
+        self.step[good] += 1
+        self.time[good] += h[good]
+        self.h[good] = h[good] * factor[good] if self.tableau.b_low is not None else self.dyn.step_size
+        done = self._done()
+        for i in np.flatnonzero(good):
+            if done[i] or self.step[i] % self.dyn.record_every == 0:
+                self.rows[i].append(self._row(i, float(h[i])))
+
+    def _p_slice(self) -> slice:
+        lay = self.layout
+        start = lay.m * (lay.k + lay.d)
+        return slice(start, start + lay.m)
+
+    def _stop(self, members: np.ndarray, status: str, why) -> None:
+        for i in np.flatnonzero(members):
+            self.status[i] = status
+            self.message[i] = f"stopped at step {self.step[i] + 1} (t = {self.time[i]:.6g}): {why(i)}"
+
+    def _row(self, i: int, h: float) -> dict[str, Any]:
+        v = self.value
+        _, _, p, _, dissipated = self.layout.unpack(self.y[i])
+        q = (p / p.sum()).cpu().numpy()
+        entropy = float(-(q[q > 0] * np.log(q[q > 0])).sum())
+        return {
+            "step": int(self.step[i]),
+            "time": float(self.time[i]),
+            "loss": float(v.loss[i]),
+            "energy": float(v.energy[i]),
+            "grad_norm": float(v.grad_norm[i]),
+            "sigma_min": float(v.sigma_min[i]),
+            "sigma_cond": float(v.sigma_max[i] / v.sigma_min[i]),
+            "entropy": entropy,
+            "energy_defect": float(v.energy[i] - self.offset[i] + float(dissipated)),
+            "step_size": h,
+            "events": "",
+        }
+
+    def _trajectory(self, i: int) -> Trajectory:
+        rows = self.rows[i]
+        columns = {name: np.array([float(r[name]) for r in rows]) for name in COLUMNS if name != "events"}
+        status = str(self.status[i])
+        last = rows[-1]
+        message = self.message[i] or f"completed {self.step[i]} steps to t = {self.time[i]:.6g}, loss {last['loss']:.6g}"
+        result = RunResult(
+            status, message, int(self.step[i]), float(self.time[i]), last["loss"], last["grad_norm"],
+            self.field.evaluations, wallclock.perf_counter() - self.started,
+        )
+        final = None
+        if status == "completed":
+            a, w, p, gamma, _ = self.layout.unpack(self.y[i])
+            final = {"a": a.cpu().numpy(), "w": w.cpu().numpy(), "p": (p / p.sum()).cpu().numpy()}
+            if gamma is not None:
+                final["gamma"] = gamma.cpu().numpy()
+        return Trajectory(columns, [r["events"] for r in rows], result, final)
+
+
+def _merge(old: BatchValue, new: BatchValue, rows: np.ndarray) -> BatchValue:
+    """``old`` with the members ``rows`` taken from ``new``."""
+    index = torch.as_tensor(rows, device=old.dy.device)[:, None]
+    pick = {name: np.where(rows, getattr(new, name), getattr(old, name))
+            for name in ("energy", "loss", "grad_norm", "sigma_min", "sigma_max", "problem")}
+    return BatchValue(dy=torch.where(index, new.dy, old.dy), **pick)
