@@ -37,7 +37,7 @@ from .integrators import TABLEAUS, Tableau, step_factor
 from .simulate import RunResult, _initial_state
 from .trajectory import COLUMNS, Trajectory
 
-__all__ = ["BatchField", "FlowBatch", "simulate_ensemble"]
+__all__ = ["BatchField", "BatchValue", "FlowBatch", "VmapBatch", "simulate_ensemble"]
 
 #: why a member stops, by the problem its new state has.
 STOPS = {
@@ -119,6 +119,69 @@ class FlowBatch:
         return BatchValue(dy=dy, problem=problem, **stats)
 
 
+class VmapBatch:
+    """A :class:`BatchField` for members of one problem: the flow's energy gradient vectorised by
+    ``torch.func.vmap`` (one pass of tensor operations for all members, any activation or backend
+    that :mod:`torch.func` can transform).
+
+    A batch in which some member's ``Σ_µµ`` cannot be solved is evaluated member by member
+    (:class:`FlowBatch`), so that member alone stops.
+
+    Args:
+        flow: the flow of the shared problem (its :class:`Layout` is every member's).
+        members: B, the number of members.
+    """
+
+    def __init__(self, flow: ParticleFlow, members: int) -> None:
+        self.flow = flow
+        self.layout = flow.layout
+        self.evaluations = 0
+        self._fallback = FlowBatch([flow] * members)
+        self._batched = torch.func.vmap(self._member)
+
+    def _member(self, y: torch.Tensor):
+        """One member's ``(f(y), E, L_N, ‖∇δE/δµ‖², Σ_µµ)`` (vmapped over the first axis)."""
+        flow, landscape = self.flow, self.flow.landscape
+        a, w, p, gamma, _ = self.layout.unpack(y)
+
+        def energy(*leaves):
+            moments = landscape.moments(*leaves[:3])
+            loss = landscape.loss_from_moments(*moments)
+            e = loss if gamma is None else landscape.loss_with_gamma_from_moments(leaves[3], *moments)
+            return e, (e, loss, moments[0])
+
+        leaves = (a, w, p) if gamma is None else (a, w, p, gamma)
+        grads, (e, loss, sigma_mm) = torch.func.grad(energy, argnums=tuple(range(len(leaves))), has_aux=True)(*leaves)
+        dy, v, _ = flow._assemble(p, grads)
+        return dy, e, loss, (p * (v * v).sum(-1)).sum(), sigma_mm
+
+    def __call__(self, y: torch.Tensor, members: np.ndarray) -> BatchValue:
+        self.evaluations += 1
+        rows = torch.as_tensor(np.flatnonzero(members), device=y.device)
+        try:
+            dy_m, e, loss, grad_sq, sigma_mm = self._batched(y[rows])
+            eig = torch.linalg.eigvalsh(sigma_mm)
+        except torch.linalg.LinAlgError:
+            self._fallback.evaluations = self.evaluations - 1
+            return self._fallback(y, members)
+        b = y.shape[0]
+        dy = torch.zeros_like(y)
+        dy[rows] = dy_m
+        stats = {name: np.full(b, np.nan) for name in ("energy", "loss", "grad_norm", "sigma_min", "sigma_max")}
+        picked = {
+            "energy": e, "loss": loss, "grad_norm": torch.sqrt(torch.clamp(grad_sq, min=0.0)),
+            "sigma_min": eig[:, 0], "sigma_max": eig[:, -1],
+        }
+        index = rows.cpu().numpy()
+        for name, values in picked.items():
+            stats[name][index] = values.detach().cpu().numpy()
+        finite = torch.isfinite(dy_m).all(dim=1).cpu().numpy() & np.all([np.isfinite(stats[n][index]) for n in stats], axis=0)
+        singular = ~(stats["sigma_min"][index] > self.flow.landscape.singular_rtol * stats["sigma_max"][index])
+        problem = np.full(b, "nonfinite", dtype=object)
+        problem[index] = np.where(~finite, "nonfinite", np.where(singular, "singular", ""))
+        return BatchValue(dy=dy, problem=problem, **stats)
+
+
 def simulate_ensemble(
     landscapes: AttentionLandscape | Sequence[AttentionLandscape],
     measures: Sequence[ParticleMeasure],
@@ -132,7 +195,8 @@ def simulate_ensemble(
         measures: B initial measures of one shape, ``a`` (M, k), ``w`` (M, d), ``p`` (M,).
         settings: the ``[dynamics]`` settings shared by all members (a :class:`DynamicsConfig`
             or a table).
-        field: the batched field (default: :class:`FlowBatch` of the members' flows).
+        field: the batched field (default: :class:`VmapBatch` when every member shares one
+            problem, else :class:`FlowBatch` of the members' flows).
 
     Returns:
         B trajectories with the columns of :func:`~landscape.dynamics.simulate.simulate`
@@ -155,7 +219,9 @@ def simulate_ensemble(
         raise ValueError("every member of an ensemble needs the same M, k and d.")
     layout = layouts.pop()
     rate = dyn.birth_death.rate if dyn.birth_death.kind == "wfr" else 0.0
-    if field is None:
+    if field is None and all(lp is problems[0] for lp in problems):
+        field = VmapBatch(ParticleFlow(problems[0], layout, dyn.timescale_ratio, rate), len(problems))
+    elif field is None:
         field = FlowBatch([ParticleFlow(lp, layout, dyn.timescale_ratio, rate) for lp in problems])
     y = torch.stack([_initial_state(lp, layout, m) for lp, m in zip(problems, measures, strict=True)])
     return _Lockstep(field, dyn, y, started).run()
