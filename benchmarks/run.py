@@ -6,16 +6,21 @@ Run from the repository root::
     python -m benchmarks table            # full sizes (about 15 CPU minutes)
     python -m benchmarks table --quick    # small sizes (a few CPU minutes)
 
-Times are CPU seconds of this process (``time.process_time``) with one torch thread, so a
+Times are CPU seconds of this process (``time.process_time``) with every thread pool pinned
+to one thread (``torch.set_num_threads`` and ``threadpoolctl`` for BLAS/OpenMP), so a
 busy shared machine does not distort the ratios; every ratio compares two timings taken
 in this same run. Rows:
 
 1. HVP time / gradient time of the particle objective (goal ≤ 3): the reverse-mode HVP of
-   :mod:`landscape.second_order.hessian` per product, and with its one-off setup amortised over 10 products;
-2. λ_min to relative tolerance 1e-8: this toolkit (null directions deflated, Lanczos on the
+   :mod:`landscape.second_order.hessian` per product, and with its one-off setup amortised over
+   10 products, against a plain autograd gradient (``torch.autograd.grad`` of the loss) and
+   against ``torch.func.grad`` (which costs more than a plain backward, flattering the ratio);
+2. λ_min to relative tolerance 1e-8 on four cases (:func:`benchmarks.second_order.part_eigen`):
+   this toolkit (null directions checked in closed form and deflated, Lanczos on the
    Wasserstein Hessian) against scipy ``eigsh`` on a plain ``torch.func`` HVP operator (no
-   deflation, no structure) and against curvlinops' ``HessianLinearOperator`` + ``eigsh``
-   (optional: ``pip install .[bench]``; skipped when missing); goal: the toolkit fastest.
+   deflation, no structure) and on curvlinops' ``HessianLinearOperator`` with its product
+   corrected (optional: ``pip install .[bench]``; skipped with the reason when missing), its
+   error against the dense Hessian printed; goal: the toolkit fastest, same certificates.
    The plain operators see ``∇²F``; uniform ``p = 1/M`` makes ``λ(P^{-1/2}∇²F P^{-1/2}) = M λ(∇²F)``;
 3. one flow-field evaluation (loss, gradient, first variation: one RK stage) against the
    matrix products it needs, ``4 n M d`` flops sampled (``X Wᵀ`` and its transpose product
@@ -37,18 +42,16 @@ import resource
 import time
 
 import numpy as np
-import scipy.sparse.linalg as spla
 import torch
-from torch.func import grad, jvp
+from threadpoolctl import threadpool_limits
+from torch.func import grad
 
+from benchmarks import second_order
 from landscape import AttentionLandscape, ExactGaussianExpectation, ParticleMeasure, SampledExpectation, Teacher, get_activation
-from landscape.cases import dead_neuron_saddle, near_teacher_measure, orthogonal_teacher, orthogonal_teacher_landscape, teacher_measure
+from landscape.cases import near_teacher_measure, orthogonal_teacher, orthogonal_teacher_landscape
 from landscape.dynamics.flow import Layout, ParticleFlow
 from landscape.model.kernels import HermiteQuadrature
-from landscape.second_order.eigensolvers import smallest_eigenpairs
 from landscape.second_order.hessian import hessian_vector_product
-from landscape.second_order.nullspace import null_space
-from landscape.second_order.operators import WassersteinHessian
 
 K, D = 5, 20
 clock = time.process_time
@@ -129,117 +132,27 @@ def part_hvp(quick: bool) -> None:
     cases.append(("paper sigmoid exact (Mehler 64)", sig, random_measure(m_paper, K, D)))
     for name, landscape, mu in cases:
         objective, theta = landscape.objective(mu)
+        t_grad = timed(second_order.autograd_gradient(objective, theta))
         g = grad(objective)
-        t_grad = timed(lambda: g(theta))
+        t_func = timed(lambda: g(theta))
         t_setup, hvp = once(lambda: hessian_vector_product(landscape, mu))
         v = torch.randn(theta.numel(), dtype=theta.dtype)
         t_hvp = timed(lambda: hvp(v))
         ratio = t_hvp / t_grad
         amortised = (t_hvp + t_setup / 10) / t_grad
         row(
-            "HVP / gradient",
+            "HVP / autograd gradient",
             f"{name}, M={mu.size}, n={theta.numel()}",
-            f"{ratio:.2f} ({amortised:.2f} with setup/10)",
+            f"{ratio:.2f} ({amortised:.2f} with setup/10; {t_hvp / t_func:.2f} / torch.func.grad)",
             "≤ 3",
             "yes" if ratio <= 3 else "no",
         )
 
 
 # ----------------------------------------------------------------------------- 2
-def split_saddle(copies: int) -> ParticleMeasure:
-    """docs/theory.md §9 saddle (k = 5, d = 20) with every particle split into ``copies`` equal ones."""
-    base = dead_neuron_saddle(K, D)
-    return ParticleMeasure(np.repeat(base.a, copies, axis=0), np.repeat(base.w, copies, axis=0))
-
-
-def curvlinops_operator(objective, theta):
-    try:
-        from curvlinops import HessianLinearOperator
-    except ImportError:
-        return None
-
-    class Objective(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.theta = torch.nn.Parameter(theta.clone())
-
-        def forward(self, x):
-            return objective(self.theta).reshape(1, 1)
-
-    class Total(torch.nn.Module):
-        reduction = "sum"
-
-        def forward(self, out, y):
-            return out.sum()
-
-    model = Objective()
-    data = [(torch.zeros(1, 1, dtype=theta.dtype), torch.zeros(1, 1, dtype=theta.dtype))]
-    return HessianLinearOperator(model, Total(), [model.theta], data, check_deterministic=False, num_data=1).to_scipy()
-
-
 def part_eigen(quick: bool) -> None:
-    print("\n== 2. λ_min to rtol 1e-8: toolkit vs plain torch.func + eigsh vs curvlinops + eigsh ==")
-    landscape = orthogonal_teacher_landscape(K, D)
-    cases = [("§9 teacher (global min)", teacher_measure(K, D)), ("§9 saddle split ×4", split_saddle(4))]
-    if not quick:
-        cases.append(("§9 saddle split ×16", split_saddle(16)))
-    cases.append(("random near-teacher", near_teacher_measure(8 if quick else 40, K, D)))
-    for warm in (cases[0][1], split_saddle(2)):  # first-call overheads stay out of the timings
-        null_space(WassersteinHessian(landscape, warm), 1e-8)
-    for name, mu in cases:
-        m = mu.size
-
-        start = clock()
-        op = WassersteinHessian(landscape, mu)
-        null = null_space(op, 1e-8)
-        t_null = clock() - start
-        res = smallest_eigenpairs(op, 1, "lanczos", tol=1e-8, maxiter=5000, deflate=null.basis if null.null_dim else None)
-        t_tool, null_dim, hvps = clock() - start, null.null_dim, op.calls
-        lam = float(res.eigenvalues[0])
-        objective, theta = landscape.objective(mu)
-        n = theta.numel()
-        g = grad(objective)
-        calls = [0]
-
-        def plain_matvec(x):
-            calls[0] += 1
-            v = torch.as_tensor(np.ravel(x), dtype=theta.dtype)
-            return jvp(g, (theta,), (v,))[1].numpy()
-
-        plain = spla.LinearOperator((n, n), matvec=plain_matvec, dtype=np.float64)
-        v0 = np.random.default_rng(0).standard_normal(n)
-        t_plain, out = once(lambda: spla.eigsh(plain, k=1, which="SA", tol=1e-8, v0=v0, maxiter=20 * n))
-        lam_plain = m * float(out[0][0])
-        row(
-            "λ_min: toolkit (deflated Lanczos)",
-            f"{name}, n={n}, null_dim={null_dim}",
-            f"{t_tool:.2f} s ({t_null:.2f} s null-space check), {hvps} HVPs, λ={lam:.6e}",
-        )
-        rel = abs(lam_plain - lam) / max(abs(lam), 1e-300)
-        row(
-            "λ_min: plain torch.func + eigsh",
-            f"{name}, n={n}",
-            f"{t_plain / t_tool:.1f}× toolkit time ({t_plain / (t_tool - t_null):.1f}× its Lanczos), {calls[0]} HVPs, rel Δλ {rel:.1e}"
-            + (f" (it finds λ={lam_plain:.2e}: a null direction)" if rel > 1e-6 else ""),
-            "> 1×",
-            "yes" if t_plain > t_tool else "no",
-        )
-        cl = curvlinops_operator(objective, theta)
-        if cl is None:
-            row("λ_min: curvlinops + eigsh", name, "skipped: curvlinops not installed (pip install .[bench])")
-            continue
-        probe = np.random.default_rng(1).standard_normal(n)
-        err = np.abs(cl @ probe - plain_matvec(probe)).max() / np.abs(plain_matvec(probe)).max()
-        t_cl, out = once(lambda: spla.eigsh(cl, k=1, which="SA", tol=1e-8, v0=v0, maxiter=20 * n))
-        lam_cl = m * float(out[0][0])
-        note = f"; its HVP is WRONG here (rel err {err:.1e})" if err > 1e-8 else ""
-        row(
-            "λ_min: curvlinops + eigsh",
-            f"{name}, n={n}",
-            f"{t_cl / t_tool:.1f}× toolkit time, rel Δλ {abs(lam_cl - lam) / max(abs(lam), 1e-300):.1e}{note}",
-            "> 1×",
-            "yes" if t_cl > t_tool else "no",
-        )
+    """λ_min rows: :func:`benchmarks.second_order.part_eigen` (one implementation), collected in the table."""
+    second_order.part_eigen(quick, row)
 
 
 # ----------------------------------------------------------------------------- 3
@@ -365,15 +278,21 @@ def part_crossover(quick: bool) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks table", description="Performance table of issue 7 (ratios measured in one run).")
     parser.add_argument("--quick", action="store_true", help="small sizes (a few CPU minutes)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every pool: torch and BLAS/OpenMP (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        table(args)
+
+
+def table(args: argparse.Namespace) -> None:
+    """Every part, then the markdown table."""
     torch.manual_seed(0)
     torch.set_default_dtype(torch.float64)
     start = clock()
     cuda = torch.cuda.is_available()
     where = platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}, float64, CUDA {'yes' if cuda else 'no'}")
+    print(f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()} (all pools pinned), float64, CUDA {'yes' if cuda else 'no'}")
     rate = matmul_rate()
     part_hvp(args.quick)
     part_eigen(args.quick)

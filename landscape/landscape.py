@@ -256,12 +256,23 @@ class AttentionLandscape:
 
     # ---------------------------------------------------------- particle level
     def loss(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """``L_N(µ)`` for ``a`` (M, k), ``w`` (M, d), ``p`` (M,) (``p`` need not sum to 1)."""
-        return self.loss_from_moments(*self.moments(a, w, p))
+        """``L_N(µ)`` for ``a`` (M, k), ``w`` (M, d), ``p`` (M,) (``p`` need not sum to 1).
+
+        Raises:
+            SingularMomentError: Σ_µµ singular (:meth:`check_sigma`), also under ``torch.func``.
+        """
+        moments = self.moments(a, w, p)
+        self.check_sigma(moments.sigma_mm)
+        return self.loss_from_moments(*moments)
 
     def loss_inf(self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """``L_∞(µ) = ½[tr Σ_°° + τ² − tr(Σ_°µ Σ_µµ⁻¹ Σ_µ°)]``."""
+        """``L_∞(µ) = ½[tr Σ_°° + τ² − tr(Σ_°µ Σ_µµ⁻¹ Σ_µ°)]``.
+
+        Raises:
+            SingularMomentError: Σ_µµ singular (:meth:`check_sigma`).
+        """
         sigma_mm, sigma_mt, _ = self.expectation.moments(a, w, p)
+        self.check_sigma(sigma_mm)
         explained = torch.trace(sigma_mt.T @ torch.linalg.solve(self._ridged(sigma_mm), sigma_mt))
         return 0.5 * (torch.trace(self.expectation.sigma_tt) + self.noise**2 - explained)
 
@@ -270,8 +281,31 @@ class AttentionLandscape:
         return self.loss_with_gamma_from_moments(gamma, *self.moments(a, w, p))
 
     def gamma_star(self, a, w, p) -> torch.Tensor:
-        """``Γ*(µ)``, shape (k, k)."""
-        return self.gamma_from_moments(*self.moments(a, w, p))
+        """``Γ*(µ)``, shape (k, k).
+
+        Raises:
+            SingularMomentError: Σ_µµ singular (:meth:`check_sigma`).
+        """
+        moments = self.moments(a, w, p)
+        self.check_sigma(moments.sigma_mm)
+        return self.gamma_from_moments(*moments)
+
+    def check_sigma(self, sigma_mm: torch.Tensor) -> tuple[float, float]:
+        """``(λ_min(Σ_µµ), cond(Σ_µµ + λI))`` of the (k, k) ``sigma_mm``, or :class:`SingularMomentError`.
+
+        The particle-level losses call it, so no loss is returned at a singular Σ_µµ. It
+        reads detached values (one ``eigvalsh`` of a k×k matrix): inside ``torch.func``
+        transforms the wrappers are peeled off first (under ``vmap`` every batch member is
+        judged; the worst is reported), so it adds nothing to any derivative.
+
+        Raises:
+            SingularMomentError: when ``λ_min + λ ≤ singular_rtol · (λ_max + λ)``; the
+                message names λ_min, λ_max and the condition number.
+        """
+        eig = torch.linalg.eigvalsh(_plain(sigma_mm).to(torch.float64))
+        lo, hi = eig[..., 0].reshape(-1), eig[..., -1].reshape(-1)
+        worst = int(torch.argmin((lo + self.ridge) / (hi + self.ridge).clamp(min=torch.finfo(torch.float64).tiny)))
+        return self._judge_sigma(float(lo[worst]), float(hi[worst]))
 
     def raw_first_variation(
         self, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor, probe_a: torch.Tensor, probe_w: torch.Tensor
@@ -354,9 +388,10 @@ class AttentionLandscape:
         """
         a, w, p = measure.tensors(self.dtype, self.device)
         with torch.no_grad():
-            sigma_mm = self.expectation.moments(a, w, p).sigma_mm
-            eig = torch.linalg.eigvalsh(sigma_mm)
-        lo, hi = float(eig[0]), float(eig[-1])
+            return self.check_sigma(self.expectation.moments(a, w, p).sigma_mm)
+
+    def _judge_sigma(self, lo: float, hi: float) -> tuple[float, float]:
+        """``(lo, cond)`` for the extreme eigenvalues of Σ_µµ, or :class:`SingularMomentError`."""
         lo_r, hi_r = lo + self.ridge, hi + self.ridge
         if not (hi_r > 0 and lo_r > self.singular_rtol * hi_r):
             cond = hi_r / lo_r if lo_r > 0 else math.inf
@@ -532,6 +567,20 @@ _SETTING = {
     "quadrature_step": "lower hermite_step",
     "sampling": "raise samples / fourth_moment_samples",
 }
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``'s values as a plain, detached tensor: ``torch.func`` wrappers peeled off.
+
+    A ``vmap`` level leaves its batch dimension in front, so the result is (..., *shape).
+    """
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(tensor):
+        if functorch.is_batchedtensor(tensor):
+            tensor = functorch.get_unwrapped(tensor).movedim(functorch.maybe_get_bdim(tensor), 0)
+        else:
+            tensor = functorch.get_unwrapped(tensor)
+    return tensor.detach()
 
 
 def _deviation(other: dict, values: dict) -> dict[str, float]:

@@ -15,15 +15,14 @@ naming the file and the problem.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from landscape.io.files import load_npz
+from landscape.io import files
+from landscape.io.files import load_npz, read_toml
 from verification.records import ClaimResult
 from verification.runner import suite_status
 
@@ -79,15 +78,9 @@ def detect_kind(folder: Path) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file (NaN and infinities refused); ``ValueError`` naming the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not readable JSON ({' '.join(str(err).split())}).") from None
-
-
-def _refuse_constant(name: str) -> None:
-    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+    """Parse a JSON input file strictly (:func:`landscape.io.files.read_json`: a regular file under
+    the size cap, NaN and infinities refused, bounded nesting); ``ValueError`` naming the file."""
+    return files.read_json(path, "report input")
 
 
 def read_verify(path: Path) -> VerifyOutput:
@@ -142,10 +135,9 @@ def find_teacher_directions(folder: Path, analysis: dict[str, Any], given: Path 
     table gives ``u`` inline or ``file`` (an ``.npz`` with ``u``; relative to the TOML file).
 
     Raises:
-        ValueError: ``given`` does not exist, or the file found is not readable TOML.
+        ValueError: ``given`` is not a regular file, or the file found is not readable TOML
+            (:func:`landscape.io.files.read_toml`).
     """
-    if given is not None and not given.is_file():
-        raise ValueError(f"problem file {str(given)!r} does not exist.")
     path = given if given is not None else _first_file(folder, analysis, "problem", ("config.toml", "problem.toml"))
     return None if path is None else _teacher_u(path)
 
@@ -153,23 +145,23 @@ def find_teacher_directions(folder: Path, analysis: dict[str, Any], given: Path 
 def _first_file(folder: Path, analysis: dict[str, Any], key: str, names: tuple[str, ...]) -> Path | None:
     """The first existing file of: the path under ``key`` of ``analysis.json`` (relative to ``folder``), then ``names``
     in ``folder`` and in its parent; None if none exists."""
-    candidates = [folder / analysis[key]] if isinstance(analysis.get(key), str) else []
+    given = analysis.get(key)
+    candidates = [folder / given] if isinstance(given, str) and given and "\0" not in given else []
     candidates += [base / name for base in (folder, folder.parent) for name in names]
     return next((path for path in candidates if path.is_file()), None)
 
 
 def _teacher_u(path: Path) -> np.ndarray | None:
-    try:
-        teacher = tomllib.loads(path.read_text(encoding="utf-8")).get("teacher", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"problem file {str(path)!r} is not readable TOML ({type(err).__name__}).") from None
+    teacher = read_toml(path, "problem").get("teacher", {})
+    if not isinstance(teacher, dict):
+        raise ValueError(f"[teacher] in {str(path)!r} must be a table.")
     if isinstance(teacher.get("file"), str):
         return load_npz(path.parent / teacher["file"], required=("u",), what="teacher")["u"]
     if "u" not in teacher:
         return None
     try:
         u = np.array(teacher["u"], dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"[teacher] u in {str(path)!r} is not a numeric matrix.") from None
     if u.ndim != 2 or not np.all(np.isfinite(u)):
         raise ValueError(f"[teacher] u in {str(path)!r} must be a finite matrix, got shape {u.shape}.")

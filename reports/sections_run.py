@@ -120,6 +120,13 @@ def _scalars(raw: dict[str, Any], prefix: str = "") -> list[list[str]]:
     return rows
 
 
+def _numbers(value: Any) -> list[float]:
+    """The finite numbers of a JSON list (anything else in ``analysis.json`` reads as none)."""
+    if not isinstance(value, list):
+        return []
+    return [float(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+
 def analysis_section(
     folder: Path, slug: str, title: str, measure: Path | None = None, problem: Path | None = None
 ) -> Section:
@@ -135,18 +142,33 @@ def analysis_section(
     if not isinstance(raw, dict):
         raise ValueError(f"{str(folder / 'analysis.json')!r} must hold an object.")
     section = Section(title, anchor=slug)
-    section.notes += [str(w) for w in raw.get("warnings") or []]
+    warnings = raw.get("warnings")
+    section.notes += [str(w) for w in warnings] if isinstance(warnings, list) else []
     section.tables.append(Table(["quantity", "value"], _scalars(raw), caption="Analysis (analysis.json)"))
     hessian = raw.get("hessian") if isinstance(raw.get("hessian"), dict) else {}
-    eigenvalues = [float(v) for v in hessian.get("eigenvalues") or [] if isinstance(v, (int, float))]
+    eigenvalues = _numbers(hessian.get("eigenvalues"))
     name = str(raw.get("name", folder.name))
     if eigenvalues:
+        null_dim = hessian.get("null_dim")
         row = fig_points.SpectrumRow(name, str(raw.get("classification", "?")), eigenvalues,
-                                     [float(v) for v in hessian.get("null_spectrum") or []], hessian.get("null_dim"))
+                                     _numbers(hessian.get("null_spectrum")),
+                                     null_dim if isinstance(null_dim, int) and not isinstance(null_dim, bool) else None)
         section.figures.append(render_figure(
             fig_points.spectra_figure([row]), f"{slug}-spectrum",
             "Smallest Hessian eigenvalues off the null directions (orange: negative, a descent direction); "
             "the deflated null directions are counted apart.",
+            title=title,
+        ))
+    density = raw.get("spectral_density")
+    if isinstance(density, dict) and _numbers(density.get("nodes")):
+        errors = density.get("error")
+        error = _numbers([errors.get("w1_estimate")]) if isinstance(errors, dict) else []
+        section.figures.append(render_figure(  # nodes and weights of different lengths: ValueError
+            fig_points.density_figure(_numbers(density.get("nodes")), _numbers(density.get("weights")), eigenvalues,
+                                      error[0] if error else None),
+            f"{slug}-density",
+            f"The whole Hessian spectrum by stochastic Lanczos quadrature ({density.get('probes')} probes × {density.get('steps')} "
+            "steps; null directions included, as mass at 0), beside the smallest eigenvalues computed directly (ticks).",
             title=title,
         ))
     psi_file = folder / "psi0.npz"

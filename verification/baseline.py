@@ -8,13 +8,12 @@ tolerance in the direction its tolerance calls bad (``either`` by default).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from landscape.io.files import write_json
+from landscape.io.files import read_json, write_json
 
 from .records import ClaimResult
 
@@ -106,12 +105,7 @@ def _metric_change(claim, name, before, after, tol: Tolerance) -> Change | None:
 def load_baseline(path: str | os.PathLike) -> list[ClaimResult]:
     """Read a baseline (a ``results.json``); ``ValueError`` naming the file on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"baseline file {str(path)!r} does not exist.")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"baseline file {str(path)!r} is not valid JSON ({err}).") from None
+    raw = read_json(path, "baseline")
     records = raw.get("results") if isinstance(raw, dict) else raw
     if not isinstance(records, list):
         raise ValueError(f"baseline file {str(path)!r} must hold a list of result records.")

@@ -29,6 +29,7 @@ EXTRA_CHECKS: dict[str, str] = {
     "ill-conditioning": "verification.claims.ill_conditioning",
     "collinear-teacher": "verification.claims.collinear_teacher",
     "escape-vs-dimension": "verification.claims.escape_vs_dimension",
+    "joint-training": "verification.claims.joint_training",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}

@@ -64,7 +64,7 @@ def prepare_evidence_dir(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    (path / EVIDENCE_MARKER).write_text("evidence written by landscape verify\n", encoding="utf-8")
+    atomic_write_text(path / EVIDENCE_MARKER, "evidence written by landscape verify\n")
     return path
 
 

@@ -12,12 +12,20 @@ are written into a staging folder beside DIR and swapped in together, so a kill 
 disk leaves the previous DIR as it was; a second process on DIR is refused. A
 ``degenerate`` verdict prints a loud warning on stderr; text mode says when ``--refine`` did
 not converge. Bad input: one ``error:`` line, exit status 2, nothing written.
+
+``--spectrum`` adds the whole spectrum of the same Wasserstein Hessian (null directions
+included; :mod:`landscape.second_order.spectrum`): ``spectral_density`` = ``{nodes, weights,
+probes, steps, error, hvp_count}`` by stochastic Lanczos quadrature (``--spectrum-probes``
+Rademacher probes, default 16; ``--spectrum-steps`` Lanczos steps each, default 40, capped at
+``n``; probe seed 0) and ``trace`` = ``{value, stderr, probes}`` (Hutchinson, same probes); with
+``--out`` they are in ``analysis.json``, and ``landscape report`` draws the density.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,8 +33,11 @@ from ..io.files import check_output_folder, save_npz, staged_output, write_json
 from ..io.problem import load_problem
 from ..model.measure import ParticleMeasure
 from ..second_order.classify import analyze
+from ..second_order.operators import WassersteinHessian
 from ..second_order.settings import AnalysisSettings
+from ..second_order.spectrum import DEFAULT_PROBES, DEFAULT_STEPS, spectral_density
 from .common import check_device, judge_errors
+from .evaluate import warn_order_choice
 
 __all__ = ["register"]
 
@@ -41,12 +52,20 @@ def _analyze(args: argparse.Namespace) -> int:
     if out is not None:
         check_output_folder(out, "analyze", args.force, accept=OUT_ACCEPTS)  # refuse before the (long) analysis
     spec = load_problem(args.problem)
-    landscape = spec.landscape(device=check_device(args.device))
-    settings = AnalysisSettings.from_table(spec.tables.get("analysis"), landscape.dtype)
     measure = ParticleMeasure.load(args.measure)
+    spec.check_memory(measure.size, f"measure file {args.measure!r}")
+    landscape = spec.landscape(device=check_device(args.device), weights=measure.w)
+    warn_order_choice(landscape.expectation.describe())
+    settings = AnalysisSettings.from_table(spec.tables.get("analysis"), landscape.dtype)
     landscape.check_measure(measure, features=spec.features)
+    if args.spectrum_probes < 1 or args.spectrum_steps < 1:
+        raise ValueError(f"--spectrum-probes and --spectrum-steps must be ≥ 1, got {args.spectrum_probes} and {args.spectrum_steps}.")
     result = analyze(landscape, measure, settings, refine_first=args.refine)
     report = result.to_dict()
+    if args.spectrum:
+        density = spectral_density(WassersteinHessian(landscape, result.measure), args.spectrum_probes, args.spectrum_steps)
+        report["spectral_density"] = density.to_dict()
+        report["trace"] = density.trace.to_dict()
     evaluation = landscape.evaluate(result.measure, errors=True)  # the error estimates of evaluate's numbers
     report["errors"] = evaluation.errors
     judge_errors(report, evaluation.loss_bounds, "samples" if spec.method == "monte_carlo" else "fourth_moment_samples")
@@ -96,6 +115,16 @@ def _print_summary(report: dict) -> None:
         rows.append(("refinement residual", refinement["residual"]))
         verdict = "yes" if refinement["converged"] else f"NO, stopped by {refinement['reason']}: the measure is not refined to tolerance"
         rows.append(("refinement converged", verdict))
+    density = report.get("spectral_density")
+    if density is not None:
+        zero_tol = report["settings"]["zero_tol"]
+        negative = sum(w for x, w in zip(density["nodes"], density["weights"], strict=True) if x < -zero_tol)
+        rows += [
+            ("spectral density (SLQ)", f"{density['probes']} probes × {density['steps']} steps, W1 error ≈ {density['error']['w1_estimate']:.2g}"),
+            ("spectrum range", f"[{min(density['nodes']):.6g}, {max(density['nodes']):.6g}]"),
+            ("spectral mass below −zero_tol", negative),
+            ("trace (Hutchinson)", f"{report['trace']['value']:.8g} ± {report['trace']['stderr'] or math.nan:.2g}"),
+        ]
     for name, value in rows:
         text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
         print(f"{name:<30} {text}")
@@ -113,4 +142,7 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true", help="write into --out even if it holds files landscape did not make")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--spectrum", action="store_true", help="the Hessian's whole spectrum (stochastic Lanczos quadrature) and its trace")
+    parser.add_argument("--spectrum-probes", type=int, default=DEFAULT_PROBES, help=f"Rademacher probes for --spectrum (default {DEFAULT_PROBES})")
+    parser.add_argument("--spectrum-steps", type=int, default=DEFAULT_STEPS, help=f"Lanczos steps per probe for --spectrum (default {DEFAULT_STEPS})")
     parser.set_defaults(run=_analyze)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..io.files import load_npz
 from ..io.problem import load_problem
 from ..model.measure import ParticleMeasure
 from .common import check_device, judge_errors
 
-__all__ = ["register"]
+__all__ = ["register", "warn_order_choice"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     spec = load_problem(args.problem)
     measure = ParticleMeasure.load(args.measure)
-    landscape = spec.landscape(device=check_device(args.device))
+    spec.check_memory(measure.size, f"measure file {args.measure!r}")
+    landscape = spec.landscape(device=check_device(args.device), weights=measure.w)
     landscape.check_measure(measure, features=spec.features)
+    warn_order_choice(landscape.expectation.describe())
     probes = None
     if args.probes is not None:
         arrays = load_npz(args.probes, required=("a", "w"), what="probes")
@@ -41,6 +44,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         _print_table(result)
     return 0
+
+
+def warn_order_choice(description: dict) -> None:
+    """A ``warning:`` line on stderr when ``hermite_order = "auto"`` found no order of its ladder that meets its tolerance."""
+    choice = description.get("hermite_order_auto")
+    if choice is not None and not choice["met"]:
+        print(
+            f"warning: hermite_order = \"auto\": the Mehler truncation bound {choice['bound']:.1e} at the largest order "
+            f"{description['hermite_order']} exceeds {choice['tolerance']:g} for these weights; set hermite_order higher "
+            "explicitly (or rescale the weights).",
+            file=sys.stderr,
+        )
 
 
 def _print_table(result: dict) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io.files import check_output_folder, staged_output
+from ..io.files import check_output_folder, resolve_path, staged_output
 
 __all__ = ["register"]
 
@@ -30,7 +30,8 @@ def _report(args: argparse.Namespace) -> int:
 
     optional = {name: Path(getattr(args, name)) for name in ("measure", "problem") if getattr(args, name) is not None}
     inputs, out = Path(args.input), Path(args.out)
-    accept = ("verify", "train", "analyze") if out.resolve() == inputs.resolve() else ()  # into its own input folder
+    same = resolve_path(out, "--out") == resolve_path(inputs, "report input")
+    accept = ("verify", "train", "analyze") if same else ()  # into its own input folder
     check_output_folder(out, "report", args.force, accept)
     with staged_output(out, "report", args.force, accept, replace=REPORT_FILES) as staging:
         build_report(inputs, staging, **optional)

@@ -3,8 +3,10 @@
 ``--out`` is written in place under a lock (:func:`landscape.io.files.output_lock`: a second
 process on the same folder is refused). Its completion record is ``results.json`` with the
 report (``index.html``, ``summary.md``): they are removed before the first claim runs and
-written last, each atomically, so a run killed part-way leaves no record claiming a verdict
-for evidence it already replaced, and ``landscape report`` refuses the folder. (The evidence
+written last, each atomically (``results.json`` once every claim has run, then the report),
+so a run killed part-way leaves no record claiming a verdict for evidence it already
+replaced: either no record (``landscape report`` refuses the folder), or the new
+``results.json`` (with its report, unless killed while the report was being built). (The evidence
 is not staged elsewhere and swapped in: its run directories record absolute paths of their
 input files, which must stay valid where the folder ends up.)
 """
@@ -12,7 +14,9 @@ input files, which must stay valid where the folder ends up.)
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -20,6 +24,8 @@ from ..io.files import check_output_folder, claim_output_folder, output_lock
 
 #: the completion record of ``--out``: removed first, written last.
 RECORD = ("results.json", "index.html", "summary.md")
+#: seconds ``--scheduler`` is given to accept a connection before verify refuses it.
+SCHEDULER_TIMEOUT = 5.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out, "verify", args.force)  # refused before the (long) run
     profile = get_profile(args.profile)
     ids = resolve_ids(args.claims)
+    if args.scheduler is not None:
+        check_scheduler(args.scheduler)
     pool = TaskPool(jobs=args.jobs, scheduler=args.scheduler)
     baseline_path = None
     if not args.no_baseline:
@@ -91,6 +99,52 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         print(f"report: {out / 'index.html'}")
     return 1 if suite.failed else 0
+
+
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+    """Refuse a ``--scheduler`` address that is malformed or where no Dask scheduler answers an
+    ``identity`` request within ``timeout`` seconds — before anything is written (the Dask
+    client is made later, by the claims' task pool).
+
+    Raises:
+        ValueError: one line naming the address and what is wrong with it.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    where = f"--scheduler {address!r}"
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where} is not a scheduler address ({' '.join(str(err).split())}); expected tcp://host:port.") from None
+    if scheme not in ("tcp", "tls"):
+        raise ValueError(f"{where} uses the protocol {scheme!r}; expected tcp://host:port (or tls://host:port).")
+    if not host or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"{where} needs a host and a port between 1 and 65535; expected tcp://host:port.")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:  # refused, unknown host, unreachable: fast, before Dask's retries
+        reason = err.strerror or f"no connection within {timeout:g} s"
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r} ({reason}); nothing was written.") from None
+    try:
+        answer = asyncio.run(asyncio.wait_for(_identity(address, timeout), timeout))
+    except Exception:  # noqa: BLE001 - whatever the peer does (garbage, silence), the answer is one line
+        answer = None
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        raise ValueError(f"{where} accepts connections but no Dask scheduler answered within {timeout:g} s; "
+                         "nothing was written.")
+
+
+async def _identity(address: str, timeout: float) -> object:
+    """The ``identity`` answer of the Dask server at ``address`` (one connection, closed after)."""
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=timeout)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
 
 
 def _command_line(args: argparse.Namespace) -> str:

@@ -12,9 +12,16 @@ Keys and defaults (README, "Dynamics: train")::
                  record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;
                  checkpoint_seconds = 60.0  (also checkpoint when that much wall time passed; 0: off);
                  seed = 0
+                 scheme = "landscape" | "prompts"  (prompts: only the record, snapshot and
+                 checkpoint keys apply; the run is set by [prompts])
+                 engine = "fast" | "reference"  (the field's closed forms where they apply, or autograd)
     [dynamics.birth_death]   kind = "none" | "wfr" | "stochastic";  rate = 1.0
     [dynamics.perturbation]  kind = "none" | "isotropic" | "hessian";  g_thr = 1e-3;
                              t_thr = 1.0;  radius = 1e-2
+    [prompts]    (scheme = "prompts"; :mod:`.prompts`)  length = N (default: [task] prompt_length);
+                 batch = 64;  steps = 1000  (or  time = T);  learning_rate = 0.01;
+                 attention_rate = 1.0;  train_prompts = "online" | P;  seed = 0;
+                 precision = "float64" | "float32";  device = "cpu" | "cuda"
 
 Every unknown key or wrong type is a ``ValueError`` naming the table and the key.
 """
@@ -26,15 +33,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io.schema import choice, integer, known, number, table
+from ..io.files import resolve_path
+from ..io.schema import choice, integer, known, number, short, table
 
 __all__ = [
     "InitConfig",
     "BirthDeathConfig",
+    "PromptsConfig",
     "PerturbationConfig",
     "DynamicsConfig",
     "parse_init",
     "parse_dynamics",
+    "parse_prompts",
+    "prompts_table",
     "INTEGRATORS",
     "ADAPTIVE_INTEGRATORS",
 ]
@@ -44,6 +55,13 @@ INTEGRATORS = ("euler", "heun", "rk4", "rk23", "dopri5", "rosenbrock23")
 ADAPTIVE_INTEGRATORS = ("rk23", "dopri5", "rosenbrock23")
 BIRTH_DEATH_KINDS = ("none", "wfr", "stochastic")
 PERTURBATION_KINDS = ("none", "isotropic", "hessian")
+#: field engines (:class:`~landscape.dynamics.flow.ParticleFlow`): closed forms where they apply, or autograd.
+ENGINES = ("fast", "reference")
+SCHEMES = ("landscape", "prompts")
+PRECISIONS = ("float64", "float32")
+DEVICES = ("cpu", "cuda")
+#: the ``[dynamics]`` keys a ``scheme = "prompts"`` run reads (the rest of its settings are in ``[prompts]``).
+PROMPTS_DYNAMICS_KEYS = ("scheme", "record_every", "snapshot_every", "checkpoint_every", "checkpoint_seconds")
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,11 @@ class DynamicsConfig:
             the state, so neither period changes the numbers of a run.
         seed: seed of the run's random generator (perturbations, stochastic birth–death).
         birth_death, perturbation: the sub-tables.
+        scheme: ``landscape`` (this flow) or ``prompts`` (SGD of the real model on sampled
+            prompts, :mod:`.prompts`, set by ``[prompts]``; only the record, snapshot and
+            checkpoint keys apply).
+        engine: ``fast`` (the closed-form field of :mod:`.fast_field` where it applies, else the
+            reference) or ``reference`` (autograd); the same field to rounding.
     """
 
     steps: int | None = 1000
@@ -127,6 +150,8 @@ class DynamicsConfig:
     seed: int = 0
     birth_death: BirthDeathConfig = field(default_factory=BirthDeathConfig)
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+    scheme: str = "landscape"
+    engine: str = "fast"
 
     @property
     def adaptive(self) -> bool:
@@ -135,7 +160,11 @@ class DynamicsConfig:
     def to_table(self) -> dict[str, Any]:
         """The resolved table, TOML-ready: ``None`` entries and the keys this integrator does not
         use dropped (so :func:`parse_dynamics` accepts it back unchanged), ``inf`` as "inf"."""
-        unused = set()
+        if self.scheme == "prompts":
+            return {key: value for key, value in asdict(self).items() if key in PROMPTS_DYNAMICS_KEYS}
+        unused = {"scheme"} if self.scheme == "landscape" else set()
+        if self.engine == "fast":
+            unused |= {"engine"}
         if not self.adaptive:
             unused |= {"rtol", "atol"}
         if self.integrator != "rosenbrock23":
@@ -173,7 +202,7 @@ def parse_init(raw: dict[str, Any] | None, base: Path = Path(".")) -> InitConfig
     if kind in ("file", "saddle"):
         if not isinstance(measure, str):
             raise ValueError(f"[init] kind = \"{kind}\" needs measure = \"path/to/measure.npz\" (a string).")
-        measure = str((base / measure).resolve())
+        measure = str(resolve_path(base / measure, "[init] measure"))
         for key in ("particles", "scale", "radius", "seed"):
             if key in values:
                 raise ValueError(f"[init] {key} is not used with kind = \"{kind}\" (the measure file fixes the particles).")
@@ -204,6 +233,11 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
     values = table(raw, "dynamics")
     scalar_keys = {f for f in DynamicsConfig.__dataclass_fields__} - {"birth_death", "perturbation"}
     known(values, "dynamics", sorted(scalar_keys | {"birth_death", "perturbation"}))
+    scheme = choice(values, "dynamics", "scheme", SCHEMES, DynamicsConfig.scheme)
+    if scheme == "prompts":
+        for key in values:
+            if key not in PROMPTS_DYNAMICS_KEYS:
+                raise ValueError(f"[dynamics] {key} is not used with scheme = \"prompts\" (the run is set by [prompts]).")
     if "steps" in values and "time" in values:
         raise ValueError("[dynamics] give either steps or time, not both.")
     integrator = choice(values, "dynamics", "integrator", INTEGRATORS, DynamicsConfig.integrator)
@@ -252,4 +286,97 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
             t_thr=number(pt, "dynamics.perturbation", "t_thr", PerturbationConfig.t_thr, minimum=0.0),
             radius=number(pt, "dynamics.perturbation", "radius", PerturbationConfig.radius, positive=True),
         ),
+        scheme=scheme,
+        engine=choice(values, "dynamics", "engine", ENGINES, DynamicsConfig.engine),
     )
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    """SGD of the real model on sampled prompts (``[dynamics] scheme = "prompts"``, :mod:`.prompts`).
+
+    Attributes:
+        length: the prompt length ``N`` (pairs before the query).
+        batch: prompts per step (≥ 2, for the standard error of the prompt loss).
+        steps: number of SGD steps, or None when ``time`` is given.
+        time: final time ``T`` (``ceil(T / learning_rate)`` steps), or None.
+        learning_rate: the step ``δt``: particle ``i`` moves by ``δt/p_i`` times its gradient
+            (``δt·M``, the mean-field scaling), ``W`` by ``δt·attention_rate``.
+        attention_rate: the timescale ratio between ``W`` and the MLP (0: ``W`` frozen).
+        train_prompts: the size of a fixed training set drawn once, or None (``"online"``:
+            fresh prompts every step).
+        seed: seed of the training set and of the run's generator.
+        precision: ``float64`` (default) or ``float32`` (with a ``PrecisionWarning``).
+        device: ``cpu`` or ``cuda``.
+    """
+
+    length: int
+    batch: int = 64
+    steps: int | None = 1000
+    time: float | None = None
+    learning_rate: float = 0.01
+    attention_rate: float = 1.0
+    train_prompts: int | None = None
+    seed: int = 0
+    precision: str = "float64"
+    device: str = "cpu"
+
+    @property
+    def total_steps(self) -> int:
+        """The number of SGD steps: ``steps``, or ``ceil(time / learning_rate)``."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, math.ceil(self.time / self.learning_rate * (1.0 - 1e-12)))
+
+
+def parse_prompts(raw: dict[str, Any] | None, problem_length: float = math.inf) -> PromptsConfig:
+    """Validate a ``[prompts]`` table; ``problem_length`` is the problem's ``[task] prompt_length``.
+
+    Raises:
+        ValueError: an unknown key, a wrong type or value (naming ``[prompts] key``), both
+            ``steps`` and ``time``, no ``length`` where the problem's is infinite, a ``length``
+            that contradicts a finite ``[task] prompt_length``, or fewer ``train_prompts`` than ``batch``.
+    """
+    values = table(raw, "prompts")
+    known(values, "prompts", sorted(PromptsConfig.__dataclass_fields__))
+    if "steps" in values and "time" in values:
+        raise ValueError("[prompts] give either steps or time, not both.")
+    if "length" in values:
+        length = integer(values, "prompts", "length", None, 1)
+        if not math.isinf(problem_length) and length != problem_length:
+            raise ValueError(f"[prompts] length = {length} contradicts [task] prompt_length = {int(problem_length)}.")
+    elif math.isinf(problem_length):
+        raise ValueError("[prompts] length is required: [task] prompt_length is inf, and prompts need a finite N.")
+    else:
+        length = int(problem_length)
+    if "time" in values:
+        steps, time = None, number(values, "prompts", "time", None, positive=True)
+    else:
+        steps, time = integer(values, "prompts", "steps", PromptsConfig.steps, 1), None
+    batch = integer(values, "prompts", "batch", PromptsConfig.batch, 2)
+    train_prompts = values.get("train_prompts", "online")
+    if train_prompts == "online":
+        train_prompts = None
+    else:
+        if isinstance(train_prompts, str):
+            raise ValueError(f"[prompts] train_prompts must be \"online\" or an integer ≥ batch, got {short(train_prompts)}.")
+        train_prompts = integer(values, "prompts", "train_prompts", None, batch)
+    return PromptsConfig(
+        length=length,
+        batch=batch,
+        steps=steps,
+        time=time,
+        learning_rate=number(values, "prompts", "learning_rate", PromptsConfig.learning_rate, positive=True),
+        attention_rate=number(values, "prompts", "attention_rate", PromptsConfig.attention_rate, minimum=0.0),
+        train_prompts=train_prompts,
+        seed=integer(values, "prompts", "seed", PromptsConfig.seed, 0),
+        precision=choice(values, "prompts", "precision", PRECISIONS, PromptsConfig.precision),
+        device=choice(values, "prompts", "device", DEVICES, PromptsConfig.device),
+    )
+
+
+def prompts_table(config: PromptsConfig) -> dict[str, Any]:
+    """The resolved ``[prompts]`` table, TOML-ready (:func:`parse_prompts` accepts it back unchanged)."""
+    values = {key: value for key, value in asdict(config).items() if value is not None}
+    values["train_prompts"] = "online" if config.train_prompts is None else config.train_prompts
+    return values

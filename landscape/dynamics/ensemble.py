@@ -32,13 +32,16 @@ import torch
 from ..landscape import AttentionLandscape
 from ..model.measure import ParticleMeasure
 from .config import DynamicsConfig, parse_dynamics
+from .fast_field import FastField
 from .flow import FieldValue, Layout, ParticleFlow
 from .integrators import TABLEAUS, Tableau, step_factor
 from .simulate import RunResult, _initial_state
 from .trajectory import COLUMNS, Trajectory
 
-__all__ = ["BatchField", "BatchValue", "FlowBatch", "VmapBatch", "simulate_ensemble"]
+__all__ = ["BatchField", "BatchValue", "ClosedFormBatch", "FlowBatch", "VmapBatch", "simulate_ensemble"]
 
+#: the trajectory columns an ensemble records (:data:`~landscape.dynamics.trajectory.COLUMNS` but ``events``).
+NUMERIC_COLUMNS = tuple(name for name in COLUMNS if name != "events")
 #: why a member stops, by the problem its new state has.
 STOPS = {
     "nonfinite": "the state or the field is no longer finite",
@@ -182,6 +185,34 @@ class VmapBatch:
         return BatchValue(dy=dy, problem=problem, **stats)
 
 
+class ClosedFormBatch:
+    """A :class:`BatchField` for members of one problem where the fast engine applies: the
+    closed-form field (:mod:`.fast_field`) of every member in one compiled loop.
+
+    Args:
+        landscape: the shared problem (:func:`~landscape.dynamics.fast_field.unsupported` is None).
+        layout: the members' state layout; timescale_ratio: η; wfr_rate: α.
+    """
+
+    def __init__(self, landscape: AttentionLandscape, layout: Layout, timescale_ratio: float, wfr_rate: float) -> None:
+        self.layout = layout
+        self.evaluations = 0
+        self.singular_rtol = landscape.singular_rtol
+        self._field = FastField(landscape, layout.m, layout.k, layout.d, layout.gamma, timescale_ratio, wfr_rate)
+
+    def __call__(self, y: torch.Tensor, members: np.ndarray) -> BatchValue:
+        self.evaluations += 1
+        dy, stats, singular = self._field.evaluate_batch(y.detach().numpy(), members)
+        energy, loss, grad_sq, sigma_min, sigma_max = stats.T
+        finite = np.isfinite(dy).all(axis=1) & np.isfinite(stats).all(axis=1)
+        problem = np.where(finite, "", "nonfinite").astype(object)
+        problem[finite & ~(sigma_min > self.singular_rtol * sigma_max)] = "singular"
+        problem[singular] = "singular"
+        problem[~members] = "nonfinite"
+        grad_norm = np.sqrt(np.clip(grad_sq, 0.0, None))
+        return BatchValue(torch.from_numpy(dy), energy, loss, grad_norm, sigma_min, sigma_max, problem)
+
+
 def simulate_ensemble(
     landscapes: AttentionLandscape | Sequence[AttentionLandscape],
     measures: Sequence[ParticleMeasure],
@@ -195,8 +226,9 @@ def simulate_ensemble(
         measures: B initial measures of one shape, ``a`` (M, k), ``w`` (M, d), ``p`` (M,).
         settings: the ``[dynamics]`` settings shared by all members (a :class:`DynamicsConfig`
             or a table).
-        field: the batched field (default: :class:`VmapBatch` when every member shares one
-            problem, else :class:`FlowBatch` of the members' flows).
+        field: the batched field (default: :class:`ClosedFormBatch` where the fast engine
+            applies to a shared problem, :class:`VmapBatch` for another shared problem,
+            :class:`FlowBatch` when the members' problems differ).
 
     Returns:
         B trajectories with the columns of :func:`~landscape.dynamics.simulate.simulate`
@@ -219,12 +251,21 @@ def simulate_ensemble(
         raise ValueError("every member of an ensemble needs the same M, k and d.")
     layout = layouts.pop()
     rate = dyn.birth_death.rate if dyn.birth_death.kind == "wfr" else 0.0
-    if field is None and all(lp is problems[0] for lp in problems):
-        field = VmapBatch(ParticleFlow(problems[0], layout, dyn.timescale_ratio, rate), len(problems))
-    elif field is None:
-        field = FlowBatch([ParticleFlow(lp, layout, dyn.timescale_ratio, rate) for lp in problems])
+    if field is None:
+        field = _default_field(problems, layout, dyn, rate)
     y = torch.stack([_initial_state(lp, layout, m) for lp, m in zip(problems, measures, strict=True)])
     return _Lockstep(field, dyn, y, started).run()
+
+
+def _default_field(problems: list[AttentionLandscape], layout: Layout, dyn: DynamicsConfig, rate: float) -> BatchField:
+    """The closed forms in one compiled loop where they apply to a shared problem, else one
+    vmapped autograd pass for a shared problem, else the members' flows one by one."""
+    if any(lp is not problems[0] for lp in problems):
+        return FlowBatch([ParticleFlow(lp, layout, dyn.timescale_ratio, rate, dyn.engine) for lp in problems])
+    flow = ParticleFlow(problems[0], layout, dyn.timescale_ratio, rate, dyn.engine)
+    if flow.engine == "fast" and problems[0].device.type == "cpu":
+        return ClosedFormBatch(problems[0], layout, dyn.timescale_ratio, rate)
+    return VmapBatch(flow, len(problems))
 
 
 def _check_supported(dyn: DynamicsConfig) -> None:
@@ -249,15 +290,14 @@ class _Lockstep:
         self.h = np.full(b, dyn.step_size)
         self.status = np.array(["running"] * b, dtype=object)
         self.message = [""] * b
-        self.rows: list[list[dict[str, Any]]] = [[] for _ in range(b)]
+        self.rows: list[list[np.ndarray]] = [[] for _ in range(b)]
         self.mask = self.layout.error_mask(y[0])
         self.value = field(y, np.ones(b, dtype=bool))
         bad = ~self.value.valid
         if bad.any():
             raise ValueError(f"members {np.flatnonzero(bad).tolist()} cannot start a run (non-finite or singular Σ_µµ).")
         self.offset = self.value.energy.copy()
-        for i in range(b):
-            self.rows[i].append(self._row(i, 0.0))
+        self._record(np.ones(b, dtype=bool), np.zeros(b))
 
     def run(self) -> list[Trajectory]:
         while True:
@@ -323,10 +363,7 @@ class _Lockstep:
         self.step[good] += 1
         self.time[good] += h[good]
         self.h[good] = h[good] * factor[good] if self.tableau.b_low is not None else self.dyn.step_size
-        done = self._done()
-        for i in np.flatnonzero(good):
-            if done[i] or self.step[i] % self.dyn.record_every == 0:
-                self.rows[i].append(self._row(i, float(h[i])))
+        self._record(good & (self._done() | (self.step % self.dyn.record_every == 0)), h)
 
     def _p_slice(self) -> slice:
         lay = self.layout
@@ -338,33 +375,32 @@ class _Lockstep:
             self.status[i] = status
             self.message[i] = f"stopped at step {self.step[i] + 1} (t = {self.time[i]:.6g}): {why(i)}"
 
-    def _row(self, i: int, h: float) -> dict[str, Any]:
+    def _record(self, members: np.ndarray, h: np.ndarray) -> None:
+        """Append a row (the values of :data:`NUMERIC_COLUMNS`) to each member in ``members``, with step sizes ``h`` (B,)."""
+        index = np.flatnonzero(members)
+        if index.size == 0:
+            return
         v = self.value
-        _, _, p, _, dissipated = self.layout.unpack(self.y[i])
-        q = (p / p.sum()).cpu().numpy()
-        entropy = float(-(q[q > 0] * np.log(q[q > 0])).sum())
-        return {
-            "step": int(self.step[i]),
-            "time": float(self.time[i]),
-            "loss": float(v.loss[i]),
-            "energy": float(v.energy[i]),
-            "grad_norm": float(v.grad_norm[i]),
-            "sigma_min": float(v.sigma_min[i]),
-            "sigma_cond": float(v.sigma_max[i] / v.sigma_min[i]),
-            "entropy": entropy,
-            "energy_defect": float(v.energy[i] - self.offset[i] + float(dissipated)),
-            "step_size": h,
-            "events": "",
-        }
+        y = self.y[torch.as_tensor(index, device=self.y.device)].cpu().numpy()
+        p = y[:, self._p_slice()]
+        q = p / p.sum(axis=1, keepdims=True)
+        entropy = -np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)
+        table = np.stack([
+            self.step[index].astype(float), self.time[index], v.loss[index], v.energy[index], v.grad_norm[index],
+            v.sigma_min[index], v.sigma_max[index] / v.sigma_min[index], entropy,
+            v.energy[index] - self.offset[index] + y[:, -1], h[index],
+        ], axis=1)
+        for i, row in zip(index, table, strict=True):
+            self.rows[i].append(row)
 
     def _trajectory(self, i: int) -> Trajectory:
-        rows = self.rows[i]
-        columns = {name: np.array([float(r[name]) for r in rows]) for name in COLUMNS if name != "events"}
+        rows = np.stack(self.rows[i])
+        columns = dict(zip(NUMERIC_COLUMNS, rows.T, strict=True))
         status = str(self.status[i])
-        last = rows[-1]
-        message = self.message[i] or f"completed {self.step[i]} steps to t = {self.time[i]:.6g}, loss {last['loss']:.6g}"
+        loss, grad_norm = float(columns["loss"][-1]), float(columns["grad_norm"][-1])
+        message = self.message[i] or f"completed {self.step[i]} steps to t = {self.time[i]:.6g}, loss {loss:.6g}"
         result = RunResult(
-            status, message, int(self.step[i]), float(self.time[i]), last["loss"], last["grad_norm"],
+            status, message, int(self.step[i]), float(self.time[i]), loss, grad_norm,
             self.field.evaluations, wallclock.perf_counter() - self.started,
         )
         final = None
@@ -373,7 +409,7 @@ class _Lockstep:
             final = {"a": a.cpu().numpy(), "w": w.cpu().numpy(), "p": (p / p.sum()).cpu().numpy()}
             if gamma is not None:
                 final["gamma"] = gamma.cpu().numpy()
-        return Trajectory(columns, [r["events"] for r in rows], result, final)
+        return Trajectory(columns, [""] * len(rows), result, final)
 
 
 def _merge(old: BatchValue, new: BatchValue, rows: np.ndarray) -> BatchValue:

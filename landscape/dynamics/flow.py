@@ -17,6 +17,11 @@ One reverse-mode pass through the moments gives ``∂E/∂(a, w, p, Γ)``; ``∂
 because ``L`` extends linearly in µ to finite measures (docs/theory.md §5). For implicit
 integration :meth:`ParticleFlow.linearize` keeps that pass's graph and returns the exact
 Jacobian-vector product ``v ↦ (∂f/∂y) v`` (every row, ``D``'s included), never a matrix.
+
+Two engines compute the same field: ``"reference"``, the autograd path above, and ``"fast"``
+(the default), the closed forms of :mod:`.fast_field` (exact backend, erf or relu without a
+bias, ``N = ∞``; tested against the reference to rounding). Where the closed forms do not
+apply, ``"fast"`` runs the reference path: :attr:`ParticleFlow.engine` says which one runs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import numpy as np
 import torch
 
 from ..landscape import AttentionLandscape
+from .config import ENGINES
+from .fast_field import FastEvaluation, FastField, unsupported
 
 __all__ = ["Layout", "FieldValue", "Linearization", "ParticleFlow"]
 
@@ -133,20 +140,39 @@ class ParticleFlow:
         layout: the state layout (``layout.gamma`` iff η is finite).
         timescale_ratio: η (``math.inf`` for the landscape flow).
         wfr_rate: α of the Wasserstein–Fisher–Rao weight flow, or 0 for fixed weights.
+        engine: ``"fast"`` (closed forms where they apply, else the reference) or ``"reference"``.
+
+    Attributes:
+        engine: the engine that runs, ``"fast"`` or ``"reference"``.
+        fallback: why ``"fast"`` was asked for but the reference runs (one line), else None.
 
     Raises:
-        ValueError: when η is finite but the layout has no Γ, or the reverse.
+        ValueError: when η is finite but the layout has no Γ, or the reverse; an unknown engine.
     """
 
-    def __init__(self, landscape: AttentionLandscape, layout: Layout, timescale_ratio: float = math.inf, wfr_rate: float = 0.0):
+    def __init__(
+        self,
+        landscape: AttentionLandscape,
+        layout: Layout,
+        timescale_ratio: float = math.inf,
+        wfr_rate: float = 0.0,
+        engine: str = "fast",
+    ):
         if layout.gamma == math.isinf(timescale_ratio):
             raise ValueError("the state carries Γ exactly when the timescale ratio is finite.")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
         self.landscape = landscape
         self.layout = layout
         self.eta = timescale_ratio
         self.alpha = wfr_rate
         self.evaluations = 0
         self.jacobian_products = 0
+        self.fallback = unsupported(landscape) if engine == "fast" else None
+        self._fast = None
+        if engine == "fast" and self.fallback is None:
+            self._fast = FastField(landscape, layout.m, layout.k, layout.d, layout.gamma, timescale_ratio, wfr_rate)
+        self.engine = "fast" if self._fast is not None else "reference"
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         """``f(y)``, a tensor of the state's shape."""
@@ -154,6 +180,8 @@ class ParticleFlow:
 
     def energy(self, y: torch.Tensor) -> float:
         """``E`` at the state ``y`` (no derivatives)."""
+        if self._takes_fast(y):
+            return self._fast.energy(np.ascontiguousarray(y.detach().numpy()))
         a, w, p, gamma, _ = self.layout.unpack(y.detach())
         with torch.no_grad():
             moments = self.landscape.moments(a, w, p)
@@ -163,8 +191,8 @@ class ParticleFlow:
 
     def evaluate(self, y: torch.Tensor) -> FieldValue:
         """``f(y)`` with the diagnostics of :class:`FieldValue`."""
-        dy, energy, moments, v, delta, p = self._field(y)
-        return self._value((dy, v, delta), energy, moments, p)
+        dy, value = self._field(y)
+        return value(dy)
 
     def linearize(self, y: torch.Tensor) -> Linearization:
         """``f(y)`` with its diagnostics and the exact Jacobian-vector product ``v ↦ (∂f/∂y) v``.
@@ -173,9 +201,12 @@ class ParticleFlow:
         Hessian-vector product ``∇²E·v``) plus a forward-mode pass through the cheap algebra
         that turns ``∇E`` into ``f`` (divisions by ``p``, the birth–death rate, ``dD/dt``).
         """
+        if self._takes_fast(y):
+            return self._fast_linearization(y)
         grads, leaves, energy, moments, p = self._gradients(y, create_graph=True)
         detached = tuple(g.detach() for g in grads)
-        value = self._value(self._assemble(p, detached), energy, moments, p)
+        dy, v, delta = self._assemble(p, detached)
+        value = self._value(dy, v, delta, energy, moments, p)
 
         def jvp(v: torch.Tensor) -> torch.Tensor:
             self.jacobian_products += 1
@@ -186,12 +217,51 @@ class ParticleFlow:
 
         return Linearization(value=value, jvp=jvp)
 
-    def _field(self, y: torch.Tensor):
-        """``(f(y), E, moments, v, δ, p)``: the one path of :meth:`__call__` and :meth:`evaluate`."""
+    def _field(self, y: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], FieldValue]]:
+        """``(f(y), value)``, ``value(f(y))`` its :class:`FieldValue`: the one path of :meth:`__call__` and :meth:`evaluate`."""
+        if self._takes_fast(y):
+            fast = self._fast_evaluation(y)
+            return torch.from_numpy(fast.dy), lambda dy: self._fast_value(dy, fast)
         grads, _, energy, moments, p = self._gradients(y)
         with torch.no_grad():
             dy, v, delta = self._assemble(p, grads)
-        return dy, energy, moments, v, delta, p
+        return dy, lambda dy_: self._value(dy_, v, delta, energy, moments, p)
+
+    def _takes_fast(self, y: torch.Tensor) -> bool:
+        """Whether ``y`` goes through the closed forms: the fast engine runs and ``y`` is a CPU float64 tensor."""
+        return self._fast is not None and y.dtype == torch.float64 and y.device.type == "cpu"
+
+    def _fast_value(self, dy: torch.Tensor, fast: FastEvaluation) -> FieldValue:
+        """The :class:`FieldValue` of a closed-form evaluation whose field is ``dy``."""
+        return FieldValue(
+            dy=dy,
+            energy=fast.energy,
+            loss=fast.loss,
+            grad_norm=math.sqrt(max(fast.grad_sq, 0.0)),
+            rate=float(dy[-1]),
+            first_variation=fast.first_variation,
+            sigma_min=fast.sigma_min,
+            sigma_max=fast.sigma_max,
+        )
+
+    def _fast_evaluation(self, y: torch.Tensor, keep: bool = False) -> FastEvaluation:
+        """The closed-form evaluation at ``y`` (``keep``: with what its JVP needs); a singular ``Σ_µµ`` raises torch's LinAlgError."""
+        self.evaluations += 1
+        state = np.ascontiguousarray(y.detach().numpy())
+        try:
+            return self._fast.linearize(state) if keep else self._fast.evaluate(state)
+        except np.linalg.LinAlgError as err:
+            raise torch.linalg.LinAlgError(f"Σ_µµ could not be solved: {err}") from None
+
+    def _fast_linearization(self, y: torch.Tensor) -> Linearization:
+        """:meth:`linearize` by the closed forms (:meth:`.fast_field.FastField.jvp`)."""
+        fast = self._fast_evaluation(y, keep=True)
+
+        def jvp(v: torch.Tensor) -> torch.Tensor:
+            self.jacobian_products += 1
+            return torch.from_numpy(self._fast.jvp(fast, np.ascontiguousarray(v.detach().numpy())))
+
+        return Linearization(value=self._fast_value(torch.from_numpy(fast.dy), fast), jvp=jvp)
 
     def _gradients(self, y: torch.Tensor, create_graph: bool = False):
         """``∂E/∂(a, w, p[, Γ])`` at ``y``, with the leaves, ``E``, the detached moments and ``p``."""
@@ -232,8 +302,7 @@ class ParticleFlow:
         k = self.layout.k
         return self.layout.pack(-v[:, :k], -v[:, k:], dp, dgamma, rate), v, delta
 
-    def _value(self, assembled, energy: torch.Tensor, moments, p: torch.Tensor) -> FieldValue:
-        dy, v, delta = assembled
+    def _value(self, dy: torch.Tensor, v: torch.Tensor, delta: torch.Tensor, energy: torch.Tensor, moments, p: torch.Tensor) -> FieldValue:
         with torch.no_grad():
             loss = float(self.landscape.loss_from_moments(*moments)) if self.layout.gamma else float(energy)
             eig = torch.linalg.eigvalsh(moments[0])

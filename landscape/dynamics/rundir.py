@@ -6,7 +6,8 @@ Layout of ``RUN/``::
     config.toml        the resolved problem (every default written out, absolute paths), headed by
                        comment lines with the sha256 of each file it references (``[teacher] file``,
                        ``[input] data``) so that ``--resume`` notices a changed input
-    trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`)
+    trajectory.csv     one row per recorded step (columns: :data:`COLUMNS`; a ``scheme = "prompts"``
+                       run: :data:`landscape.dynamics.prompts.COLUMNS`)
     snapshots/         step_NNNNNNNN.npz measures (a, w, p, time) every ``snapshot_every`` steps
     checkpoint.npz     the full state of the run, written atomically, with a sha256 of its
                        arrays checked on load (see :class:`Checkpoint`), every
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.files import atomic_write_text, load_npz, save_npz, write_json
+from ..io.files import MAX_TABLE_BYTES, atomic_write_text, load_npz, read_text, save_npz, write_json
 from .trajectory import COLUMNS
 
 __all__ = ["COLUMNS", "Checkpoint", "RunDirectory", "dumps_toml"]
@@ -79,10 +80,11 @@ def _array_text(array: np.ndarray) -> str:
 
 
 class RunDirectory:
-    """The files of one run under ``root``."""
+    """The files of one run under ``root``, whose ``trajectory.csv`` has ``columns`` (the first is ``step``)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, columns: tuple[str, ...] = COLUMNS) -> None:
         self.root = Path(root)
+        self.columns = columns
         self.config = self.root / "config.toml"
         self.trajectory = self.root / "trajectory.csv"
         self.checkpoint = self.root / "checkpoint.npz"
@@ -96,24 +98,27 @@ class RunDirectory:
 
     # ----------------------------------------------------------- trajectory
     @staticmethod
-    def format_row(row: dict[str, Any]) -> str:
-        """One CSV line (with newline) for a row dict with the keys of :data:`COLUMNS`."""
+    def format_row(row: dict[str, Any], columns: tuple[str, ...] = COLUMNS) -> str:
+        """One CSV line (with newline) for a row dict with the keys ``columns``."""
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([_cell(row[c]) for c in COLUMNS])
+        csv.writer(buffer, lineterminator="\n").writerow([_cell(row[c]) for c in columns])
         return buffer.getvalue()
 
     def start_trajectory(self) -> None:
         """Write the header (a fresh run)."""
-        atomic_write_text(self.trajectory, ",".join(COLUMNS) + "\n")
+        atomic_write_text(self.trajectory, ",".join(self.columns) + "\n")
 
     def append_row(self, line: str) -> None:
         """Append one formatted row and flush it to disk."""
-        with open(self.trajectory, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        try:
+            with open(self.trajectory, "a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError as err:
+            raise OSError(f"cannot write {str(self.trajectory)!r}: {err.strerror or type(err).__name__}") from None
 
     def rewind_trajectory(self, step: int, last_row: str) -> None:
         """Keep the complete rows before ``step``, then ``last_row`` (the checkpoint's own row)."""
-        atomic_write_text(self.trajectory, ",".join(COLUMNS) + "\n" + "".join(self._rows_before(step)) + last_row)
+        atomic_write_text(self.trajectory, ",".join(self.columns) + "\n" + "".join(self._rows_before(step)) + last_row)
 
     def check_trajectory(self, step: int, rows: int, last_row: str) -> None:
         """Refuse a trajectory that lacks rows the checkpoint at ``step`` counted (``rows``, ``last_row`` included).
@@ -135,10 +140,13 @@ class RunDirectory:
         """The complete rows of ``trajectory.csv`` recorded before ``step`` (the header left out)."""
         kept = []
         if self.trajectory.exists():
-            lines = self.trajectory.read_text(encoding="utf-8").splitlines(keepends=True)
+            lines = read_text(self.trajectory, "trajectory", MAX_TABLE_BYTES).splitlines(keepends=True)
             for line in lines[1:]:
-                fields = next(csv.reader([line]), [])
-                if line.endswith("\n") and len(fields) == len(COLUMNS) and _int(fields[0]) is not None and _int(fields[0]) < step:
+                try:
+                    fields = next(csv.reader([line]), [])
+                except csv.Error:  # a NUL byte: not a row this tool wrote
+                    continue
+                if line.endswith("\n") and len(fields) == len(self.columns) and _int(fields[0]) is not None and _int(fields[0]) < step:
                     kept.append(line)
         return kept
 
@@ -185,6 +193,10 @@ class RunDirectory:
         scalars = ("step", "time", "step_size", "energy_offset", "rows")
         if arrays["y"].ndim != 1 or kick.shape != (2,) or any(arrays[n].shape != () for n in scalars):
             raise ValueError(f"{where} has arrays of the wrong shape.")
+        counts = [arrays[n] for n in ("step", "rows")]
+        if any(c < 0 or c != np.floor(c) or c > 2**62 for c in counts) or not arrays["step_size"] > 0:
+            raise ValueError(f"{where} holds an invalid step, row count or step size (a crafted file?); "
+                             "it cannot be resumed (start a new run).")
         try:
             state = {"y": arrays["y"], **{name: _array_text(arrays[name]) for name in _TEXT_ARRAYS}}
         except ValueError as err:  # bytes that are not UTF-8 text

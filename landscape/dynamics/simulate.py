@@ -127,7 +127,7 @@ class Simulation:
         self.landscape, self.layout, self.settings, self.state, self.rng = landscape, layout, settings, state, rng
         eta = settings.timescale_ratio
         rate = settings.birth_death.rate if settings.birth_death.kind == "wfr" else 0.0
-        self.flow = ParticleFlow(landscape, layout, eta, rate)
+        self.flow = ParticleFlow(landscape, layout, eta, rate, settings.engine)
         self._fresh = fresh
         if fresh:
             try:
@@ -169,11 +169,17 @@ class Simulation:
         """Continue from ``state`` (a checkpoint's) with the generator ``rng`` in the state it was saved in.
 
         Raises:
-            ValueError: ``state.y`` does not fit ``k = features`` and the landscape's ``d``.
+            ValueError: ``state.y`` does not fit ``k = features`` and the landscape's ``d``, or holds
+                a negative weight ``p`` or weights of zero total (never the state of a run).
         """
         gamma = not math.isinf(settings.timescale_ratio)
         m = _particles_in(state.y.numel(), features, landscape.input_dim, gamma)
-        return cls(landscape, Layout(m, features, landscape.input_dim, gamma), settings, state, rng, False)
+        layout = Layout(m, features, landscape.input_dim, gamma)
+        p = layout.unpack(state.y)[2]
+        if bool((p < 0).any()) or not float(p.sum()) > 0:
+            raise ValueError(f"checkpoint state holds a negative weight p (min {float(p.min()):.3g}) or weights of total "
+                             f"{float(p.sum()):.3g}: no run reaches such a state; it cannot be resumed (start a new run).")
+        return cls(landscape, layout, settings, state, rng, False)
 
     def run(self, observer: Observer | None = None) -> tuple[str, str]:
         """Integrate to the end (``steps`` or ``time``) or until the state is invalid; returns ``(status, message)``.

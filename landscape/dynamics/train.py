@@ -23,6 +23,19 @@ controller's oscillation around the limit — the run is marked stiff: ``status.
 they were): a resumed run counts afresh from its checkpoint, so a flow still stiff after the
 resume is flagged again :data:`STIFF_STEPS` steps later, with ``stiff_since`` from then.
 
+Accuracy: with ``hermite_order = "auto"`` (the default) the exact backend's Mehler order is
+chosen once, for the initial measure's weights times :data:`TRAIN_HEADROOM` (a resume rebuilds
+the initial measure and chooses the same); ``status.json`` ends with ``accuracy`` — the
+backend's settings (the choice included), the truncation bound of the final kernels and the
+jackknife standard error of the final loss (sampled expectations) — and each estimate above
+its tolerance prints a ``warning:`` line on stderr naming the setting.
+
+``[dynamics] scheme = "prompts"`` trains the real model instead (:mod:`.prompts`: the MLP and the
+attention ``W`` jointly by SGD on sampled prompts, set by the ``[prompts]`` table) into the same
+layout: ``trajectory.csv`` with :data:`~landscape.dynamics.prompts.COLUMNS`, ``final.npz`` with
+the particles, ``W`` and ``Γ(W)``, and checkpoints holding the parameters, the step and the
+generator's state (taken between two steps, so a resume is bitwise identical).
+
 A long run shows where it is: given a ``progress`` stream, :func:`train` writes a line after
 its first step and then at most every ``progress_interval`` seconds (default
 :data:`PROGRESS_INTERVAL`) with the wall time elapsed, the step, the simulated time ``t/T``
@@ -34,10 +47,12 @@ state, so neither changes the run's numbers, and a resume from either is bitwise
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import re
+import sys
 import time as wallclock
 import tomllib
 from pathlib import Path
@@ -48,10 +63,14 @@ import torch
 
 from ..io.files import atomic_write_text, check_output_folder, claim_output_folder, output_lock, save_npz
 from ..io.problem import ProblemSpec, load_problem
-from .config import DynamicsConfig, init_table, parse_dynamics, parse_init
+from ..landscape import JACKKNIFE_GROUPS, _jackknife_stderr
+from ..model.expectations import AUTO_KERNEL_TOL, truncation_bound
+from .config import DynamicsConfig, init_table, parse_dynamics, parse_init, parse_prompts, prompts_table
 from .flow import FieldValue
 from .initialisation import initial_measure
-from .rundir import Checkpoint, RunDirectory, dumps_toml
+from .prompts import COLUMNS as PROMPT_COLUMNS
+from .prompts import PromptTrainer
+from .rundir import COLUMNS, Checkpoint, RunDirectory, dumps_toml
 from .simulate import CALM_STEPS, STIFF_STEPS, FlowState, Observer, RunResult, Simulation
 
 __all__ = ["RunResult", "train", "resolved_config", "config_text", "read_run_config", "STIFF_STEPS", "CALM_STEPS", "PROGRESS_INTERVAL"]
@@ -82,6 +101,10 @@ def resolved_config(problem: str | Path) -> tuple[dict[str, Any], Any, Any, Any]
             tables[table][key] = str((base / tables[table][key]).resolve())
     tables["init"] = init_table(init)
     tables["dynamics"] = dynamics.to_table()
+    if dynamics.scheme == "prompts":
+        tables["prompts"] = prompts_table(parse_prompts(spec.tables.get("prompts"), spec.prompt_length))
+    elif "prompts" in tables:
+        raise ValueError('[prompts] is only used with [dynamics] scheme = "prompts".')
     return tables, spec, init, dynamics
 
 
@@ -181,8 +204,9 @@ def train(
     started = wallclock.perf_counter()
     tables, spec, init, dyn = resolved_config(problem)
     text = config_text(tables)
+    run = RunDirectory(out, PROMPT_COLUMNS if dyn.scheme == "prompts" else COLUMNS)
     with output_lock(out):
-        return _train_locked(RunDirectory(out), tables, text, spec, init, dyn, resume, force, progress, progress_interval, started)
+        return _train_locked(run, tables, text, spec, init, dyn, resume, force, progress, progress_interval, started)
 
 
 def _train_locked(
@@ -200,7 +224,7 @@ def _train_locked(
 ) -> RunResult:
     """:func:`train` once the run directory is locked (:func:`landscape.io.files.output_lock`)."""
     resume_requested = resume
-    landscape = spec.landscape()
+    landscape = _landscape(spec, init)
     unborn = not run.checkpoint.exists() and run.config.exists() and run.config.read_text(encoding="utf-8") == text
     if resume and unborn:  # killed after writing config.toml, before its first checkpoint: start afresh
         resume = False
@@ -225,7 +249,10 @@ def _train_locked(
         )
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(ckpt.rng_state)
-        sim = Simulation.from_state(landscape, spec.features, dyn, state, rng)
+        if dyn.scheme == "prompts":
+            sim = PromptTrainer.from_checkpoint(spec, parse_prompts(tables["prompts"]), dyn, ckpt.y, ckpt.step, rng)
+        else:
+            sim = Simulation.from_state(landscape, spec.features, dyn, state, rng)
         run.rewind_trajectory(ckpt.step, ckpt.last_row)
         claim_output_folder(run.root, "train", force=True)  # the marker, for a run made before markers existed
         rows = ckpt.rows
@@ -235,13 +262,18 @@ def _train_locked(
             raise ValueError(f"{str(run.root)!r} already holds a run; pass --resume to continue it, or choose a new --out.")
         if not resume_requested:  # a resume request's own config.toml proves the folder is a run directory
             check_output_folder(run.root, "train", force)
-        sim = Simulation.fresh(landscape, initial_measure(init, landscape, spec.features), dyn, spec.features)
+        start = initial_measure(init, landscape, spec.features)
+        if dyn.scheme == "prompts":
+            sim = PromptTrainer.fresh(spec, start, parse_prompts(tables["prompts"]), dyn)
+        else:
+            sim = Simulation.fresh(landscape, start, dyn, spec.features)
         claim_output_folder(run.root, "train", force=force or resume_requested)
         atomic_write_text(run.config, text)
         rows = 0
         run.write_status({"status": "running", "message": "started"})
         run.start_trajectory()
-    reporter = _Progress(progress, dyn, sim.state, started, progress_interval) if progress is not None else None
+    paced = dataclasses.replace(dyn, steps=sim.prompts.total_steps, time=None) if dyn.scheme == "prompts" else dyn
+    reporter = _Progress(progress, paced, sim.state, started, progress_interval) if progress is not None else None
     status, message = sim.run(_RunFiles(run, dyn.checkpoint_seconds, reporter, _sha256_text(text), rows))
     if status == "completed":
         save_npz(run.final, **sim.final_arrays())
@@ -258,12 +290,80 @@ def _train_locked(
             "jacobian_products": result.jacobian_products,
             "stiff": result.stiff,
             "stiff_since": result.stiff_since,
+            **({} if dyn.scheme == "prompts" else {"accuracy": _accuracy(landscape, sim.final_arrays(), result.loss)}),
         }
     )
     return sim.result(status, message, wallclock.perf_counter() - started)
 
 
 # ----------------------------------------------------------------- internals
+#: factor on the initial weights when ``hermite_order = "auto"`` picks the order of a run (the
+#: flow changes |w|; the final record reports the truncation bound actually reached).
+TRAIN_HEADROOM = 1.5
+#: a loss sampling standard error above this, relative to ``max(|L|, 1e-6 · ceiling)``, warns
+#: (``landscape evaluate``'s tolerance, :data:`landscape.cli.common.SAMPLING_RTOL`).
+SAMPLING_WARN_RTOL = 1e-3
+
+
+def _landscape(spec: ProblemSpec, init: Any):
+    """The run's landscape: with ``hermite_order = "auto"``, the order chosen for the initial measure's
+    weights times :data:`TRAIN_HEADROOM` (deterministic, so a resume chooses the same); else the given one."""
+    landscape = spec.landscape()
+    if not (spec.auto_order and spec.method == "exact"):
+        return landscape
+    start = initial_measure(init, landscape, spec.features)
+    landscape = spec.landscape(weights=start.w, headroom=TRAIN_HEADROOM)
+    choice = landscape.expectation.order_choice
+    if not choice["met"]:
+        print(
+            f"warning: hermite_order = \"auto\": the Mehler truncation bound {choice['bound']:.1e} at the largest order "
+            f"{landscape.expectation.quadrature.order} exceeds {choice['tolerance']:g} for the initial weights (× "
+            f"{TRAIN_HEADROOM:g}); set hermite_order higher explicitly.",
+            file=sys.stderr,
+        )
+    return landscape
+
+
+def _accuracy(landscape, arrays: dict[str, np.ndarray], loss: float) -> dict[str, Any]:
+    """The accuracy of a run's final numbers, cheaply (no re-evaluation at other orders), for ``status.json``.
+
+    ``expectation``: the backend's settings (the chosen order with ``hermite_order_auto``);
+    ``kernel_truncation``: :func:`~landscape.model.expectations.truncation_bound` at the final
+    weights (exact backend; 0 for closed forms); ``loss_sampling``: the delete-a-group
+    jackknife standard error of the final loss (sampled backend, or the exact backend's
+    ``Q_µ`` sample at finite ``N``; 0 otherwise; None when a group's Σ_µµ is singular).
+    Each estimate above its tolerance prints a ``warning:`` line on stderr naming the setting.
+    """
+    exp = landscape.expectation
+    out: dict[str, Any] = {"expectation": exp.describe(), "kernel_truncation": 0.0, "loss_sampling": 0.0}
+    a, w, p = (torch.as_tensor(arrays[key], dtype=landscape.dtype, device=landscape.device) for key in ("a", "w", "p"))
+    if exp.method == "exact":
+        out["kernel_truncation"] = truncation_bound(exp.quadrature, landscape.teacher, exp.activation, exp.bias, arrays["w"])
+    if exp.method == "monte_carlo" or landscape.finite_prompt:
+        groups = min(JACKKNIFE_GROUPS, exp.samples if exp.method == "monte_carlo" else exp.fourth_samples)
+        try:
+            with torch.no_grad():
+                runs = [{"loss": float(landscape.with_expectation(e).loss(a, w, p))} for e in exp.jackknife(groups)]
+            out["loss_sampling"] = _jackknife_stderr(runs)["loss"]
+        except (ValueError, torch.linalg.LinAlgError):  # fewer than 2 rows, or a group's Σ_µµ singular
+            out["loss_sampling"] = None
+    if out["kernel_truncation"] > AUTO_KERNEL_TOL:
+        print(
+            f"warning: final kernels' Mehler truncation bound {out['kernel_truncation']:.1e} exceeds {AUTO_KERNEL_TOL:g} "
+            f"(hermite_order = {exp.quadrature.order}); raise hermite_order.",
+            file=sys.stderr,
+        )
+    scale = max(abs(loss), 1e-6 * landscape.loss_bounds()[1])
+    if out["loss_sampling"] is not None and out["loss_sampling"] > SAMPLING_WARN_RTOL * scale:
+        key = "samples" if exp.method == "monte_carlo" else "fourth_moment_samples"
+        print(
+            f"warning: final loss sampling error {out['loss_sampling']:.1e} (relative {out['loss_sampling'] / scale:.1e}) "
+            f"exceeds {SAMPLING_WARN_RTOL:g}; raise {key}.",
+            file=sys.stderr,
+        )
+    return out
+
+
 class _RunFiles(Observer):
     """The file layer of a run: rows appended to ``trajectory.csv``, snapshots, checkpoints
     (when due and every ``checkpoint_seconds`` of wall time) and progress lines."""
@@ -278,13 +378,13 @@ class _RunFiles(Observer):
         self.rows = rows
 
     def begin(self, state: FlowState, info: FieldValue, rng: np.random.Generator, row: dict[str, Any]) -> None:
-        line = RunDirectory.format_row(row)
+        line = RunDirectory.format_row(row, self.run.columns)
         self.run.append_row(line)
         self.rows += 1
         _commit(self.run, state, rng, line, self.rows, self.config_sha256)
 
     def row(self, row: dict[str, Any]) -> None:
-        self.run.append_row(RunDirectory.format_row(row))
+        self.run.append_row(RunDirectory.format_row(row, self.run.columns))
         self.rows += 1
 
     def snapshot(self, step: int, time: float, a: np.ndarray, w: np.ndarray, p: np.ndarray) -> None:
@@ -294,7 +394,7 @@ class _RunFiles(Observer):
         self, state: FlowState, info: FieldValue, rng: np.random.Generator, row: dict[str, Any] | None, checkpoint_due: bool
     ) -> None:
         if checkpoint_due or self.clock.due():
-            _commit(self.run, state, rng, "" if row is None else RunDirectory.format_row(row), self.rows, self.config_sha256)
+            _commit(self.run, state, rng, "" if row is None else RunDirectory.format_row(row, self.run.columns), self.rows, self.config_sha256)
             self.clock.restart()
         if self.reporter is not None:
             self.reporter.update(state, info)

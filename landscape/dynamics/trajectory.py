@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..io.files import MAX_TABLE_BYTES, read_text
+
 __all__ = ["COLUMNS", "Trajectory", "read_trajectory"]
 
 #: trajectory columns; ``energy`` is L(µ, Γ) at finite η (else equal to ``loss`` = L_N(µ)),
@@ -80,11 +82,11 @@ def read_trajectory(path: str | Path) -> Trajectory:
     path = Path(path)
     if path.is_dir():
         path = path / "trajectory.csv"
+    text = read_text(path, "trajectory", MAX_TABLE_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"trajectory {str(path)!r} is not readable ({type(err).__name__}).") from None
-    rows = list(csv.reader(text.splitlines()))
+        rows = list(csv.reader(text.splitlines()))
+    except csv.Error as err:  # a NUL byte
+        raise ValueError(f"trajectory {str(path)!r} is not a CSV table ({err}).") from None
     if not rows:
         raise ValueError(f"trajectory {str(path)!r} is empty.")
     header = [name.strip() for name in rows[0]]

@@ -7,7 +7,7 @@ Tables and keys (see README, "The problem file")::
     [model]       activation = "erf";  features = k;  bias = false
     [task]        noise = τ;  prompt_length = "inf" | N;  loss_star = value
     [expectation] method = "exact" | "monte_carlo" | "empirical";  samples = n;  seed = s;
-                  hermite_order = T;  hermite_step = h;  fourth_moment_samples = n4;
+                  hermite_order = "auto" | T;  hermite_step = h;  fourth_moment_samples = n4;
                   singular_rtol = r;  ridge = λ (off by default)
 
 The tables ``[init]``, ``[dynamics]`` and ``[analysis]`` belong to other commands; they are
@@ -18,9 +18,6 @@ Relative paths resolve from the TOML file's folder.
 from __future__ import annotations
 
 import math
-import tomllib
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +27,18 @@ import torch
 
 from ..landscape import DEFAULT_SINGULAR_RTOL, AttentionLandscape
 from ..model.activations import Activation, get_activation
-from ..model.expectations import DEFAULT_FOURTH_MOMENT_SAMPLES, ExactGaussianExpectation, SampledExpectation
+from ..model.expectations import (
+    AUTO_ORDERS,
+    DEFAULT_FOURTH_MOMENT_SAMPLES,
+    ExactGaussianExpectation,
+    SampledExpectation,
+    choose_quadrature,
+)
 from ..model.kernels import HermiteQuadrature
 from ..model.laws import EmpiricalLaw, GaussianLaw, InputLaw, SphereLaw
 from ..model.teacher import Teacher
-from .files import load_npz
-from .schema import boolean, choice, integer, known, number, short, table
+from .files import check_memory, load_npy, load_npz, read_toml
+from .schema import LARGEST, boolean, choice, integer, known, number, short, table
 
 __all__ = ["ProblemSpec", "load_problem", "parse_problem", "DEFAULT_MC_SAMPLES"]
 
@@ -48,6 +51,11 @@ MAX_HERMITE_ORDER = 4096
 MAX_HERMITE_TABLE = 2**26
 #: largest finite prompt length (beyond it 1/N is below float64 resolution: use "inf").
 MAX_PROMPT_LENGTH = 2**53
+#: bytes of memory per pair of neurons (particles and teacher neurons together) that an
+#: evaluation holds at its peak: about 16 float64 arrays of shape (M + L, M + L) (the kernel
+#: matrices, their derivatives and the error estimates; measured: the peak RSS of ``evaluate``
+#: grows by 128 bytes per pair from M = 1000 to 2000).
+PAIR_BYTES = 128
 
 KNOWN_KEYS: dict[str, set[str]] = {
     "input": {"law", "dim", "data"},
@@ -66,7 +74,7 @@ KNOWN_KEYS: dict[str, set[str]] = {
     },
 }
 #: tables that other commands define; every command accepts them.
-COMMAND_TABLES = ("init", "dynamics", "analysis")
+COMMAND_TABLES = ("init", "dynamics", "analysis", "prompts")
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +87,9 @@ class ProblemSpec:
         loss_star: stated minimum or None; method: ``"exact"`` or ``"monte_carlo"``.
         samples: Monte Carlo sample size (None: all rows of an empirical law).
         seed: sample seed; quadrature: Mehler-series rule; fourth_samples: ``Q_µ`` sample size.
+        auto_order: ``hermite_order = "auto"`` (the default): given a measure, :meth:`expectation`
+            picks the order by :func:`~landscape.model.expectations.choose_quadrature`;
+            without one, ``quadrature`` (order 128) is used.
         singular_rtol: singularity threshold of Σ_µµ.
         ridge: ridge ``λ`` added to Σ_µµ (0: off; see :class:`AttentionLandscape`).
         tables: the raw ``[init]``, ``[dynamics]``, ``[analysis]`` tables.
@@ -102,21 +113,57 @@ class ProblemSpec:
     ridge: float = 0.0
     tables: dict = field(default_factory=dict)
     source: Path | None = None
+    auto_order: bool = False
 
-    def expectation(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
-        """The expectation backend this spec asks for."""
+    def expectation(
+        self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu", weights: np.ndarray | None = None,
+        headroom: float = 1.0,
+    ):
+        """The expectation backend this spec asks for.
+
+        With ``auto_order`` and ``weights`` (the measure's ``w``, (M, d) or (M, d+1)), the exact
+        backend's Mehler order is chosen for them (``headroom`` scales them first) and the
+        choice is in its ``describe()``; else ``quadrature``.
+        """
         if self.method == "exact":
-            return ExactGaussianExpectation(
-                self.teacher, self.activation, self.bias, self.quadrature, self.fourth_samples, self.seed, dtype, device
+            quadrature, choice = self.quadrature, None
+            if self.auto_order and weights is not None:
+                quadrature, choice = choose_quadrature(
+                    self.teacher, self.activation, self.bias, weights, self.quadrature.step, headroom=headroom
+                )
+            backend = ExactGaussianExpectation(
+                self.teacher, self.activation, self.bias, quadrature, self.fourth_samples, self.seed, dtype, device
             )
+            backend.order_choice = choice
+            return backend
         x = self.law.sample(self.samples, self.seed)
         return SampledExpectation(self.teacher, self.activation, x, self.bias, dtype=dtype, device=device)
 
-    def landscape(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> AttentionLandscape:
-        """The attention landscape of this problem (warns ``PrecisionWarning`` below float64)."""
+    def check_memory(self, particles: int, what: str) -> None:
+        """Refuse, before allocating, a measure of ``particles`` particles whose evaluation against
+        this problem's teacher would not fit the memory cap (:func:`landscape.io.files.check_memory`):
+        about :data:`PAIR_BYTES` · (M + L)² bytes.
+
+        Args:
+            particles: ``M``.
+            what: the setting that gives ``M``, for the message (``"[init] particles = 100000"``).
+
+        Raises:
+            ValueError: one line naming ``what`` and the memory it would need.
+        """
+        pairs = (particles + self.teacher.neurons) ** 2
+        check_memory(PAIR_BYTES * pairs, f"{what} (M = {particles} particles, L = {self.teacher.neurons} teacher "
+                                         "neurons): the (M + L)² kernel matrices")
+
+    def landscape(
+        self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu", weights: np.ndarray | None = None,
+        headroom: float = 1.0,
+    ) -> AttentionLandscape:
+        """The attention landscape of this problem (warns ``PrecisionWarning`` below float64); ``weights``,
+        ``headroom``: see :meth:`expectation`."""
         return AttentionLandscape(
             self.teacher,
-            self.expectation(dtype, device),
+            self.expectation(dtype, device, weights, headroom),
             noise=self.noise,
             prompt_length=self.prompt_length,
             singular_rtol=self.singular_rtol,
@@ -132,15 +179,7 @@ def load_problem(path: str | Path) -> ProblemSpec:
         ValueError: one message naming the file and the offending table or key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"problem file {str(path)!r} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"problem file {str(path)!r} is not valid TOML: {err}.") from None
-    except RecursionError:  # tomllib recurses once per nesting level of arrays and inline tables
-        raise ValueError(f"problem file {str(path)!r} nests arrays or tables too deeply.") from None
-    return parse_problem(raw, base=path.parent, source=path)
+    return parse_problem(read_toml(path, "problem"), base=path.parent, source=path)
 
 
 def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | None = None) -> ProblemSpec:
@@ -160,6 +199,8 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
     teacher_activation = _activation(tea, "teacher")
     c, u = _teacher_arrays(tea, base)
     teacher = Teacher(c, u, teacher_activation)
+    check_memory(PAIR_BYTES * teacher.neurons**2,
+                 f"[teacher] with L = {teacher.neurons} neurons: the L×L teacher kernel matrices")
     dim = integer(inp, "input", "dim", teacher.dim, minimum=1)
     if dim != teacher.dim:
         raise ValueError(f"[input] dim = {dim} but the teacher's u has {teacher.dim} columns.")
@@ -169,9 +210,9 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
     features = integer(mod, "model", "features", teacher.features, minimum=1)
     bias = boolean(mod, "model", "bias", False)
 
-    noise = number(task, "task", "noise", 0.0, minimum=0.0)
+    noise = number(task, "task", "noise", 0.0, minimum=0.0, maximum=LARGEST)
     prompt_length = _prompt_length(task)
-    loss_star = number(task, "task", "loss_star", None)
+    loss_star = number(task, "task", "loss_star", None, minimum=-LARGEST, maximum=LARGEST)
 
     default_method = "exact" if law.name == "gaussian" else "monte_carlo"
     method = choice(exp, "expectation", "method", ("exact", "monte_carlo", "empirical"), default_method)
@@ -184,16 +225,20 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
     if method == "empirical":
         method, samples = "monte_carlo", None
     seed = integer(exp, "expectation", "seed", 0, minimum=0)
-    order = integer(exp, "expectation", "hermite_order", HermiteQuadrature.order, minimum=1)
+    auto_order = exp.get("hermite_order", "auto") == "auto"
+    if isinstance(exp.get("hermite_order"), str) and not auto_order:
+        raise ValueError(f"[expectation] hermite_order must be \"auto\" or an integer ≥ 1, got {short(exp['hermite_order'])}.")
+    order = HermiteQuadrature.order if auto_order else integer(exp, "expectation", "hermite_order", None, minimum=1)
     step = number(exp, "expectation", "hermite_step", HermiteQuadrature.step, minimum=1e-6)
     fourth = integer(exp, "expectation", "fourth_moment_samples", DEFAULT_FOURTH_MOMENT_SAMPLES, minimum=1)
-    _check_sizes(samples, fourth, dim, order, step)
-    _check_step(order, step)
+    checked = max(AUTO_ORDERS) if auto_order else order  # "auto" may pick any order of the ladder
+    _check_sizes(samples, fourth, dim, checked, step)
+    _check_step(checked, step)
     rtol = number(exp, "expectation", "singular_rtol", DEFAULT_SINGULAR_RTOL, minimum=0.0)
     if not 0 < rtol < 1:
         raise ValueError(f"[expectation] singular_rtol must lie in (0, 1), got {rtol}.")
-    ridge = number(exp, "expectation", "ridge", 0.0, minimum=0.0)
-    return ProblemSpec(
+    ridge = number(exp, "expectation", "ridge", 0.0, minimum=0.0, maximum=LARGEST)
+    spec = ProblemSpec(
         law=law,
         teacher=teacher,
         activation=activation,
@@ -206,12 +251,17 @@ def parse_problem(raw: dict[str, Any], base: Path = Path("."), source: Path | No
         samples=samples,
         seed=seed,
         quadrature=HermiteQuadrature(order, step),
+        auto_order=auto_order,
         fourth_samples=fourth,
         singular_rtol=rtol,
         ridge=ridge,
         tables={name: dict(raw[name]) for name in COMMAND_TABLES if name in raw},
         source=source,
     )
+    init = raw.get("init")
+    if isinstance(init, dict) and isinstance(init.get("particles"), int) and not isinstance(init["particles"], bool):
+        spec.check_memory(init["particles"], f"[init] particles = {init['particles']}")
+    return spec
 
 
 # --------------------------------------------------------------------- helpers
@@ -256,6 +306,8 @@ def _matrix(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} has a number beyond the float64 range.") from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} has NaN or infinite values.")
+    if np.any(np.abs(arr) > LARGEST):
+        raise ValueError(f"{name} has an entry of magnitude above {LARGEST:g} (its products would overflow float64).")
     return arr
 
 
@@ -267,23 +319,7 @@ def _law(values: dict, dim: int, base: Path) -> InputLaw:
         return GaussianLaw(dim) if law == "gaussian" else SphereLaw(dim)
     if not isinstance(values.get("data"), str):
         raise ValueError("[input] law = \"empirical\" needs data = \"path/to/x.npy\".")
-    path = base / values["data"]
-    if not path.is_file():
-        raise ValueError(f"[input] data file {str(path)!r} does not exist.")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise ValueError(f"[input] data file {str(path)!r} cannot be read without pickle ({err}).") from None
-        raise ValueError(f"[input] data file {str(path)!r} is not a valid .npy file ({err}).") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError, NotImplementedError, RuntimeError) as err:
-        # a zip-shaped file is opened as an .npz; a header may declare a shape too large to allocate
-        raise ValueError(f"[input] data file {str(path)!r} is not a valid .npy file ({type(err).__name__}: {err}).") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        data.close()
-        raise ValueError(f"[input] data file {str(path)!r} is an .npz archive; data must be a single .npy array.")
-    if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
-        raise ValueError(f"[input] data file {str(path)!r} must hold a numeric .npy array.")
+    data = load_npy(base / values["data"], "[input] data")
     return EmpiricalLaw(dim, data)
 
 

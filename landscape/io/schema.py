@@ -12,7 +12,12 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-__all__ = ["boolean", "choice", "finite", "integer", "known", "number", "short", "table"]
+__all__ = ["LARGEST", "boolean", "choice", "finite", "integer", "known", "number", "short", "table"]
+
+#: the largest magnitude accepted for a scale (noise, ridge, a stated loss, teacher weights):
+#: squares and sums of products of a few such numbers stay far below the float64 overflow at
+#: 1.8e308, so an absurd finite value is refused naming its key instead of overflowing later.
+LARGEST = 1e100
 
 
 def table(value: Any, name: str) -> dict:
@@ -51,9 +56,15 @@ def integer(values: dict, name: str, key: str, default: int | None, minimum: int
 
 
 def number(
-    values: dict, name: str, key: str, default: float | None, minimum: float | None = None, positive: bool = False
+    values: dict,
+    name: str,
+    key: str,
+    default: float | None,
+    minimum: float | None = None,
+    positive: bool = False,
+    maximum: float | None = None,
 ) -> float | None:
-    """A finite number, ``≥ minimum`` when given and ``> 0`` when ``positive`` (booleans refused)."""
+    """A finite number, ``≥ minimum`` and ``≤ maximum`` when given and ``> 0`` when ``positive`` (booleans refused)."""
     if key not in values:
         return default
     value = values[key]
@@ -63,6 +74,8 @@ def number(
         raise ValueError(f"[{name}] {key} must be > 0, got {short(value)}.")
     if minimum is not None and value < minimum:
         raise ValueError(f"[{name}] {key} must be ≥ {minimum:g}, got {short(value)}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"[{name}] {key} must be ≤ {maximum:g}, got {short(value)}.")
     return float(value)
 
 

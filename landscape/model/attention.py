@@ -25,7 +25,15 @@ from .laws import InputLaw, as_tensor
 from .measure import ParticleMeasure
 from .teacher import Teacher
 
-__all__ = ["LinearSelfAttention", "embed_prompts", "simulate_risk", "SimulatedRisk"]
+__all__ = [
+    "LinearSelfAttention",
+    "embed_prompts",
+    "mlp_features",
+    "prompt_losses",
+    "sample_prompts",
+    "simulate_risk",
+    "SimulatedRisk",
+]
 
 
 class LinearSelfAttention(nn.Module):
@@ -38,14 +46,34 @@ class LinearSelfAttention(nn.Module):
         self.w_pv = nn.Parameter(torch.zeros(size, size, dtype=dtype))
 
     @classmethod
-    def from_gamma(cls, gamma: torch.Tensor) -> "LinearSelfAttention":
-        """The layer whose prediction is ``h_qᵀ Γ S`` (``gamma`` of shape (k, k))."""
+    def from_gamma(cls, gamma: torch.Tensor, value_scale: float = 1.0) -> "LinearSelfAttention":
+        """The layer whose prediction is ``h_qᵀ Γ S`` (``gamma`` of shape (k, k)).
+
+        ``W^{PV}_{k+1,k+1} = c`` and the top-left block of ``W^{KQ}`` is ``Γᵀ/c`` for
+        ``c = value_scale > 0`` (``c = ‖Γ‖_F^{1/2}`` balances the two factors of the product).
+        """
         k = gamma.shape[0]
         layer = cls(k, dtype=gamma.dtype)
         with torch.no_grad():
-            layer.w_kq[:k, :k] = gamma.T
-            layer.w_pv[k, k] = 1.0
+            layer.w_kq[:k, :k] = gamma.T / value_scale
+            layer.w_pv[k, k] = value_scale
         return layer
+
+    @staticmethod
+    def gamma_of(w_kq: torch.Tensor, w_pv: torch.Tensor) -> torch.Tensor:
+        """``Γ(W) = W^{PV}_{k+1,k+1} · (W^{KQ}_{:k,:k})ᵀ`` (k, k): the inverse of :meth:`from_gamma`.
+
+        With ``B`` the top-left block of ``W^{KQ}``, ``b`` its last row, ``(v_h, v_y)`` the last
+        row of ``W^{PV}``, ``Ĥ = (1/N)Σ h_n h_nᵀ`` and ``ŷ₂ = (1/N)Σ y_n²``, the prediction is
+        ``v_hᵀ(Ĥ B h_q + S bᵀh_q) + v_y(Sᵀ B h_q + ŷ₂ bᵀh_q)``; with ``v_h = 0`` and ``b = 0``
+        it is ``h_qᵀ Γ(W) S``, the read-out of docs/theory.md §2. Differentiable in ``W``.
+        """
+        k = w_kq.shape[0] - 1
+        return w_pv[k, k] * w_kq[:k, :k].T
+
+    def gamma(self) -> torch.Tensor:
+        """:meth:`gamma_of` this layer's ``W^{KQ}``, ``W^{PV}``."""
+        return self.gamma_of(self.w_kq, self.w_pv)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``z``: (B, k+1, N+1) embeddings; returns the layer's output of the same shape."""
@@ -105,17 +133,56 @@ def simulate_risk(
     rng = np.random.default_rng(seed)
     losses = []
     for start in range(0, prompts, batch):
-        size = min(batch, prompts - start)
-        x = as_tensor(law.sample(size * (prompt_length + 1), int(rng.integers(2**63))), dtype, "cpu")
-        xb = torch.cat([x, torch.ones_like(x[:, :1])], dim=1) if bias else x
-        h = (activation(xb @ w.T) @ (p[:, None] * a)).reshape(size, prompt_length + 1, -1)
-        f = teacher(x).reshape(size, prompt_length + 1, -1)
-        beta = torch.as_tensor(rng.standard_normal((size, teacher.features)), dtype=dtype)
-        eps = torch.as_tensor(rng.standard_normal((size, prompt_length + 1)), dtype=dtype) * noise
-        y = (f * beta[:, None, :]).sum(-1) + eps
-        z = embed_prompts(h[:, :-1], y[:, :-1], h[:, -1])
+        x, y = sample_prompts(rng, min(batch, prompts - start), prompt_length, law, teacher, noise, dtype, "cpu")
         with torch.no_grad():
-            y_hat = layer.predict(z)
-        losses.append(0.5 * (y[:, -1] - y_hat) ** 2)
+            losses.append(prompt_losses(layer, a, w, p, x, y, activation, bias))
     values = torch.cat(losses)
     return SimulatedRisk(float(values.mean()), float(values.std() / values.numel() ** 0.5), values.numel())
+
+
+def sample_prompts(
+    rng: np.random.Generator,
+    count: int,
+    prompt_length: int,
+    law: InputLaw,
+    teacher: Teacher,
+    noise: float,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` prompts of docs/theory.md §1: inputs ``x`` (count, N+1, d) and labels ``y`` (count, N+1).
+
+    Each prompt draws ``β ~ N(0, I_{k°})``, ``N + 1`` inputs from ``law`` and
+    ``y = β·f°(x) + ε``, ``ε ~ N(0, τ²)``; the last pair is the query. Draws, in this order,
+    the law's seed, ``β`` and ``ε`` from ``rng``.
+    """
+    x = as_tensor(law.sample(count * (prompt_length + 1), int(rng.integers(2**63))), dtype, device)
+    f = teacher(x).reshape(count, prompt_length + 1, -1)
+    beta = torch.as_tensor(rng.standard_normal((count, teacher.features)), dtype=dtype, device=device)
+    eps = torch.as_tensor(rng.standard_normal((count, prompt_length + 1)), dtype=dtype, device=device) * noise
+    y = (f * beta[:, None, :]).sum(-1) + eps
+    return x.reshape(count, prompt_length + 1, -1), y
+
+
+def mlp_features(
+    x: torch.Tensor, a: torch.Tensor, w: torch.Tensor, p: torch.Tensor, activation: Activation, bias: bool = False
+) -> torch.Tensor:
+    """``h_µ(x) = Σ_i p_i a_i σ(w_i·x)`` (docs/theory.md §2) for ``x`` (..., d), ``a`` (M, k), ``w`` (M, d[+1]), ``p`` (M,); shape (..., k)."""
+    xb = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1) if bias else x
+    return activation(xb @ w.T) @ (p[:, None] * a)
+
+
+def prompt_losses(
+    layer: LinearSelfAttention,
+    a: torch.Tensor,
+    w: torch.Tensor,
+    p: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    activation: Activation,
+    bias: bool = False,
+) -> torch.Tensor:
+    """``½ (y_q − ŷ)²`` of the MLP ``(a, w, p)`` followed by ``layer`` on prompts ``x`` (B, N+1, d), ``y`` (B, N+1); shape (B,)."""
+    h = mlp_features(x, a, w, p, activation, bias)
+    z = embed_prompts(h[:, :-1], y[:, :-1], h[:, -1])
+    return 0.5 * (y[:, -1] - layer.predict(z)) ** 2

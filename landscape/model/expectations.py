@@ -30,7 +30,25 @@ from .kernels import HermiteQuadrature, gaussian_kernel, has_closed_form
 from .laws import as_tensor
 from .teacher import Teacher
 
-__all__ = ["Moments", "ProbeMoments", "ExactGaussianExpectation", "SampledExpectation"]
+__all__ = [
+    "Moments",
+    "ProbeMoments",
+    "ExactGaussianExpectation",
+    "SampledExpectation",
+    "AUTO_ORDERS",
+    "AUTO_KERNEL_TOL",
+    "TAIL_SAFETY",
+    "truncation_bound",
+    "choose_quadrature",
+]
+
+#: the Mehler orders ``hermite_order = "auto"`` tries, smallest first.
+AUTO_ORDERS = (32, 64, 128, 256, 512)
+#: the kernel truncation error ``"auto"`` meets where the ladder allows.
+AUTO_KERNEL_TOL = 1e-10
+#: truncation error of κ over the product of the two neurons' coefficient tails, at most:
+#: measured ≤ 17 against order 2048 (tanh, sigmoid, gelu at |w| ≤ 10, orders 32–512, ρ = 0.6 and 1).
+TAIL_SAFETY = 30.0
 
 #: default sample size for ``Q_µ`` in the exact backend (finite prompt length only).
 DEFAULT_FOURTH_MOMENT_SAMPLES = 200_000
@@ -101,6 +119,8 @@ class ExactGaussianExpectation(_Base):
     """
 
     method = "exact"
+    #: how the order was chosen (:func:`choose_quadrature`'s record), or None for a given order.
+    order_choice: dict | None = None
 
     def __init__(
         self,
@@ -126,7 +146,7 @@ class ExactGaussianExpectation(_Base):
 
     def _kernel_student(self, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
         u1, b1 = _split_bias(w1, self.bias)
-        u2, b2 = _split_bias(w2, self.bias)
+        u2, b2 = (u1, b1) if w2 is w1 else _split_bias(w2, self.bias)
         return gaussian_kernel(self.activation, u1, b1, self.activation, u2, b2, self.quadrature)
 
     def _kernel_teacher(self, w: torch.Tensor) -> torch.Tensor:
@@ -197,14 +217,17 @@ class ExactGaussianExpectation(_Base):
         return copies
 
     def describe(self) -> dict:
-        """Settings, for reports."""
-        return {
+        """Settings, for reports (with ``hermite_order_auto`` when the order was chosen by :func:`choose_quadrature`)."""
+        out = {
             "method": self.method,
             "hermite_order": self.quadrature.order,
             "hermite_step": self.quadrature.step,
             "fourth_moment_samples": self.fourth_samples,
             "seed": self.seed,
         }
+        if self.order_choice is not None:
+            out["hermite_order_auto"] = self.order_choice
+        return out
 
 
 class SampledExpectation(_Base):
@@ -363,3 +386,78 @@ class SampledExpectation(_Base):
     def describe(self) -> dict:
         """Settings, for reports."""
         return {"method": self.method, "samples": self.samples}
+
+
+def _mehler_radii(teacher: Teacher, activation: Activation, bias: bool, w: np.ndarray) -> list[tuple[Activation, np.ndarray, np.ndarray | None]]:
+    """The neurons whose tails bound a Mehler series: ``(σ, radii (m,), biases (m,) or None)``, student then teacher.
+
+    Per set, the neurons of largest ``|w|``, largest ``|b|`` and largest ``|w| + |b|`` (the
+    tails grow with both), so that the cost does not grow with ``M``.
+    """
+    radius = np.linalg.norm(w[:, :-1] if bias else w, axis=1)
+    if bias:
+        b = w[:, -1]
+        pick = np.unique([np.argmax(radius), np.argmax(np.abs(b)), np.argmax(radius + np.abs(b))]) if len(w) else []
+        student = (activation, radius[pick], b[pick])
+    else:
+        student = (activation, radius[np.argmax(radius)][None] if len(w) else radius, None)
+    tea = (teacher.activation, np.max(np.linalg.norm(teacher.u, axis=1), keepdims=True), None)
+    sets = []
+    if not has_closed_form(activation, activation, bias) or not has_closed_form(activation, teacher.activation, bias):
+        sets.append(student)
+    if not has_closed_form(activation, teacher.activation, bias) or not has_closed_form(teacher.activation, teacher.activation, False):
+        sets.append(tea)
+    return sets
+
+
+def truncation_bound(
+    quadrature: HermiteQuadrature, teacher: Teacher, activation: Activation, bias: bool, w: np.ndarray
+) -> float:
+    """An upper estimate of the Mehler truncation error of every kernel entry: ``TAIL_SAFETY · max tail²``.
+
+    The tails (:meth:`HermiteQuadrature.tail`) are taken at every neuron that enters a series
+    (student rows ``w`` of shape (M, d) or (M, d+1) with the bias last, and the teacher),
+    and the error of ``κ(u, v)`` at ``|ρ| ≤ 1`` is within :data:`TAIL_SAFETY` times the
+    product of the two tails (docs/theory.md §3.A). 0 when every kernel has a closed form.
+    """
+    worst = 0.0
+    for act, radius, b in _mehler_radii(teacher, activation, bias, np.asarray(w, dtype=np.float64)):
+        tails = quadrature.tail(
+            act, torch.as_tensor(radius, dtype=torch.float64), None if b is None else torch.as_tensor(b, dtype=torch.float64)
+        )
+        worst = max(worst, float(tails.max()) if tails.numel() else 0.0)
+    return TAIL_SAFETY * worst * worst
+
+
+def choose_quadrature(
+    teacher: Teacher,
+    activation: Activation,
+    bias: bool,
+    w: np.ndarray,
+    step: float,
+    tol: float = AUTO_KERNEL_TOL,
+    headroom: float = 1.0,
+) -> tuple[HermiteQuadrature, dict]:
+    """The smallest order of :data:`AUTO_ORDERS` whose :func:`truncation_bound` is ``≤ tol``.
+
+    Args:
+        teacher, activation, bias: the problem.
+        w: array (M, d) or (M, d+1): the measure's weights (bias last).
+        step: the trapezoid step (kept as given).
+        tol: the kernel truncation tolerance.
+        headroom: factor on the student's weights (and biases) — ``train`` asks for room
+            to grow (the flow changes |w|); 1 for a fixed measure.
+
+    Returns:
+        ``(quadrature, record)``; ``record`` = ``{"tolerance", "headroom", "bound",
+        "ladder", "met"}`` (``met`` False: the largest order did not meet ``tol``, and the
+        caller warns).
+    """
+    scaled = headroom * np.asarray(w, dtype=np.float64)
+    for order in AUTO_ORDERS:
+        quadrature = HermiteQuadrature(order, step)
+        bound = truncation_bound(quadrature, teacher, activation, bias, scaled)
+        if bound <= tol:
+            break
+    record = {"tolerance": tol, "headroom": headroom, "bound": bound, "ladder": list(AUTO_ORDERS), "met": bound <= tol}
+    return quadrature, record

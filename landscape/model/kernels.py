@@ -9,7 +9,9 @@ r"""Gaussian kernels ``κ(u, v) = E_x[σ₁(u·x + b₁) σ₂(v·x + b₂)]`` f
   ``(2/π) arcsin(û·v̂)``).
 * ``relu`` (no bias): ``κ = |u||v|(sin φ + (π−φ) cos φ)/(2π)``, written in the Gram
   determinant ``D = |u|²|v|² − (u·v)²`` so that autograd stays finite (and correct: the
-  ``D^{3/2}`` term has vanishing first and second derivatives) where ``u ∥ v``.
+  ``D^{3/2}`` term has vanishing first and second derivatives) where ``u ∥ v``. At ``u = 0``
+  κ is positively homogeneous, not differentiable; autograd through the limit branch gives
+  ``∇_u κ(0, v) = 0``, the convention ``relu'(0) = 0`` (docs/theory.md §5.B).
 * any other σ, or any σ with a bias: the Mehler (Hermite) series
 
   .. math:: κ = Σ_{n=0}^{T} ρ^n α_n(|u|, b₁) β_n(|v|, b₂),
@@ -34,6 +36,17 @@ r"""Gaussian kernels ``κ(u, v) = E_x[σ₁(u·x + b₁) σ₂(v·x + b₂)]`` f
   terms leave an error ``O(r₀⁸) = O(ε)``, and the rounding noise of the derivatives is at
   most ``ε/r₀`` (gradients) and ``ε/r₀²`` (Hessians), i.e. 2e-14 and 2e-12. Above ``r₀``
   the series is the plain ρ-form, bit for bit.
+
+  The coefficients' derivatives in ``(|w|, b)`` are the quadrature sums of σ's derivatives,
+  ``∂_r^p ∂_b^q α_n = Σ_j σ^{(p+q)}(r g_j + b) g_j^p T_nj`` (docs/theory.md §3.A), with σ⁽ᵏ⁾ in
+  closed form (:meth:`~landscape.model.activations.Activation.derivatives`): one grid pass
+  per derivative order, after which gradients, Hessian-vector products and JVPs cost no grid
+  work (:class:`_Coefficients`); autograd through ``σ`` on the grid is the reference.
+
+  On CPU float64 the series and all its derivatives run as fused one-pass loops
+  (:mod:`landscape.model.fused_series`, numba); the torch form (:class:`_MehlerSeries`) is
+  the reference, taken on other devices and dtypes, under ``torch.func`` transforms and
+  inside ``fused_series.reference_kernels()`` (which also selects the coefficients' reference).
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import numpy as np
 import torch
 
 from .activations import Activation
+from .fused_series import closed_derivatives_apply, contract_torch, derivative_coefficients, fused_applies, fused_mehler_series, series_torch, wrapped
 
 __all__ = ["CLOSED_FORMS", "HermiteQuadrature", "erf_kernel", "gaussian_kernel", "has_closed_form", "relu_kernel"]
 
@@ -166,6 +180,12 @@ class HermiteQuadrature:
     def coefficients(self, act: Activation, radius: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """Hermite coefficients ``α_n(r_i, b_i)``.
 
+        Their derivatives in ``(r, b)`` of every order are the trapezoid sums of ``σ⁽ᵏ⁾``
+        (:class:`_Coefficients`): one grid pass per order, shared by all later products, so
+        reverse-over-reverse and forward-over-reverse products cost no grid work at all. Inside
+        ``fused_series.reference_kernels()`` or ``torch.func`` transforms: autograd through ``σ``
+        on the grid (the reference).
+
         Args:
             act: the activation σ.
             radius: tensor of shape (M,), ``|w_i|`` (without the bias).
@@ -175,10 +195,10 @@ class HermiteQuadrature:
             tensor of shape (M, order+1).
         """
         table = torch.as_tensor(self._table, dtype=radius.dtype, device=radius.device)
-        z = radius[:, None] * table[0][None, :]
-        if bias is not None:
-            z = z + bias[:, None]
-        return act(z) @ table[1:].T
+        if closed_derivatives_apply(radius, *(() if bias is None else (bias,))):
+            ahead = int(torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (radius, bias)))
+            return _Coefficients.apply(radius, bias, _CoefficientJet(act, table, radius, bias), 0, 0, ahead)
+        return act(_grid(table, radius, bias)) @ table[1:].T
 
     def kernel(
         self,
@@ -195,7 +215,8 @@ class HermiteQuadrature:
         ``r̄ⁿ Aₙ(|w|)`` (module docstring), so it is smooth in ``u``, ``v`` also at ``w = 0``.
         """
         ru, alpha = self._scaled_coefficients(act1, u, b1)
-        rv, beta = self._scaled_coefficients(act2, v, b2)
+        same = v is u and b2 is b1 and act2 is act1  # the student–student kernel: one set of coefficients
+        rv, beta = (ru, alpha) if same else self._scaled_coefficients(act2, v, b2)
         t = (u @ v.T) / (ru[:, None] * rv[None, :])
         return mehler_series(t, alpha, beta)
 
@@ -231,36 +252,114 @@ class HermiteQuadrature:
         return torch.linalg.vector_norm(coeffs[:, -terms:], dim=-1)
 
 
-def _horner(rho: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """``Σ_n ρ^n α_n β_nᵀ`` by Horner's rule: ``rho`` (M1, M2), ``alpha`` (M1, T+1), ``beta`` (M2, T+1)."""
-    acc = alpha[:, -1, None] * beta[None, :, -1]
-    for n in range(alpha.shape[1] - 2, -1, -1):
-        acc = acc * rho + alpha[:, n, None] * beta[None, :, n]
-    return acc
+def _grid(table: torch.Tensor, radius: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The quadrature arguments ``z_ij = r_i g_j + b_i``: shape (M, J) (``table[0]`` holds the nodes ``g``)."""
+    z = radius[:, None] * table[0][None, :]
+    if bias is not None:
+        z = z + bias[:, None]
+    return z
 
 
-def _derivative_coefficients(alpha: torch.Tensor) -> torch.Tensor:
-    """Coefficients of ``d/dρ``: ``n α_n`` shifted down one order (shape (M, T))."""
-    n = torch.arange(1, alpha.shape[1], dtype=alpha.dtype, device=alpha.device)
-    return alpha[:, 1:] * n
+class _CoefficientJet:
+    r"""The partial derivatives ``∂_r^p ∂_b^q α(r, b)`` of the discrete coefficients, computed one total order at a time and kept.
+
+    With ``α_in = Σ_j σ(r_i g_j + b_i) T_nj`` (trapezoid weights and Hermite functions in
+    ``T``), ``∂_r^p ∂_b^q α_in = Σ_j σ^{(p+q)}(z_ij) g_j^p T_nj``: the exact derivatives of the
+    quadrature (so equal to autograd's to rounding), one evaluation of σ's derivatives
+    (:meth:`Activation.derivatives`) and one matrix product per order. Without a bias only
+    ``q = 0`` is formed. Values are plain tensors of shape (M, T+1), without history.
+    """
+
+    def __init__(self, act: Activation, table: torch.Tensor, radius: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.act, self.table = act, table
+        self.radius, self.bias = radius.detach(), None if bias is None else bias.detach()
+        self.entries: dict[tuple[int, int], torch.Tensor] = {}
+        self.top = -1
+
+    def get(self, p: int, q: int, ahead: int) -> torch.Tensor:
+        """``∂_r^p ∂_b^q α``, shape (M, T+1), making sure that ``ahead`` further orders are there too (one grid pass for all missing)."""
+        if p + q + ahead > self.top:
+            self._compute(p + q + ahead)
+        return self.entries[(p, q)]
+
+    def _compute(self, top: int) -> None:
+        nodes, weights = self.table[0], self.table[1:].T
+        lowest = self.top + 1
+        derivs = self.act.derivatives(_grid(self.table, self.radius, self.bias), top, lowest)
+        m = self.radius.shape[0]
+        for k, deriv in enumerate(derivs, start=lowest):
+            if self.bias is None:
+                self.entries[(k, 0)] = (deriv * nodes**k if k else deriv) @ weights
+                continue
+            rows = deriv.new_empty((k + 1, m, nodes.shape[0]))
+            for p in range(k + 1):
+                torch.mul(deriv, nodes**p, out=rows[p])
+            for p, value in enumerate((rows.view(-1, nodes.shape[0]) @ weights).split(m)):
+                self.entries[(p, k - p)] = value
+        self.top = top
+
+
+class _Coefficients(torch.autograd.Function):
+    """``(r, b) ↦ ∂_r^p ∂_b^q α(r, b)`` (shape (M, T+1)), with derivatives of every order from the same :class:`_CoefficientJet`.
+
+    Backward: ``ḡ ↦ (Σ_n ḡ_n ∂_r^{p+1}∂_b^q α_n, Σ_n ḡ_n ∂_r^p ∂_b^{q+1} α_n)``; forward mode:
+    ``(dr, db) ↦ dr ∂_r^{p+1}∂_b^q α + db ∂_r^p ∂_b^{q+1} α``, both again through this Function,
+    so double backward and forward-over-reverse are exact and cost one grid pass per new order
+    (a forward whose inputs require gradients computes the first order with the values, a
+    backward that builds a graph the next order with its own). ``ahead``: further orders
+    made sure of (:meth:`_CoefficientJet.get`).
+    """
+
+    @staticmethod
+    def forward(radius, bias, jet, p, q, ahead):
+        return jet.get(p, q, ahead).clone()  # a fresh tensor: autograd sets the output's grad_fn in place
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        radius, bias, jet, p, q, _ = inputs
+        ctx.jet, ctx.p, ctx.q = jet, p, q
+        ctx.save_for_backward(radius, bias)
+        ctx.save_for_forward(radius, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        radius, bias = ctx.saved_tensors
+        ahead = int(torch.is_grad_enabled())
+        g_r = g_b = None
+        if ctx.needs_input_grad[0]:
+            g_r = (grad * _Coefficients.apply(radius, bias, ctx.jet, ctx.p + 1, ctx.q, ahead)).sum(-1)
+        if bias is not None and ctx.needs_input_grad[1]:
+            g_b = (grad * _Coefficients.apply(radius, bias, ctx.jet, ctx.p, ctx.q + 1, ahead)).sum(-1)
+        return g_r, g_b, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, d_r, d_b, *_):
+        radius, bias = ctx.saved_tensors
+        out = torch.zeros_like(ctx.jet.get(ctx.p, ctx.q, 0))
+        if d_r is not None:
+            out = out + d_r[:, None] * _Coefficients.apply(radius, bias, ctx.jet, ctx.p + 1, ctx.q, 0)
+        if d_b is not None and bias is not None:
+            out = out + d_b[:, None] * _Coefficients.apply(radius, bias, ctx.jet, ctx.p, ctx.q + 1, 0)
+        return out
 
 
 class _MehlerSeries(torch.autograd.Function):
-    """``κ = Σ_n ρ^n α_n β_nᵀ`` with hand-written derivatives that store O(M1·M2), not O(T·M1·M2).
+    """The reference path: ``κ = Σ_n ρ^n α_n β_nᵀ`` with derivatives in plain torch, O(M1·M2) stored.
 
     Autograd through the Horner loop saves every partial sum (T matrices of M1×M2: 128 MiB
     at M = 500, T = 64). Here the forward saves only its inputs; the backward and the
     forward-mode rule are again Mehler series (in ``ρ`` for ``∂κ/∂ρ``) or one pass per
     order over running powers ``ρ^n`` (for ``∂κ/∂α``, ``∂κ/∂β``), written in differentiable
-    torch operations, so second derivatives (reverse-over-reverse, forward-over-reverse)
-    and ``torch.func`` transforms apply.
+    torch operations (:func:`~landscape.model.fused_series.series_torch`,
+    :func:`~landscape.model.fused_series.contract_torch`), so second derivatives
+    (reverse-over-reverse, forward-over-reverse) and ``torch.func`` transforms apply.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(rho, alpha, beta):
-        return _horner(rho, alpha, beta)
+        return series_torch(rho, alpha[None], beta[None])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -273,19 +372,10 @@ class _MehlerSeries(torch.autograd.Function):
         need_rho, need_alpha, need_beta = ctx.needs_input_grad
         g_rho = g_alpha = g_beta = None
         if need_rho:
-            g_rho = grad * mehler_series(rho, _derivative_coefficients(alpha), beta[:, 1:])
+            g_rho = grad * _reference_series(rho, derivative_coefficients(alpha), beta[:, 1:])
         if need_alpha or need_beta:
-            cols_a, cols_b = [], []
-            power = grad
-            for n in range(alpha.shape[1]):
-                if n:
-                    power = power * rho
-                if need_alpha:
-                    cols_a.append(power @ beta[:, n])
-                if need_beta:
-                    cols_b.append(alpha[:, n] @ power)
-            g_alpha = torch.stack(cols_a, dim=1) if need_alpha else None
-            g_beta = torch.stack(cols_b, dim=1) if need_beta else None
+            g_alpha, g_beta = contract_torch(grad, rho, alpha[None], beta[None], need_alpha, need_beta)
+            g_alpha, g_beta = (g_alpha[0] if need_alpha else None), (g_beta[0] if need_beta else None)
         return g_rho, g_alpha, g_beta
 
     @staticmethod
@@ -293,16 +383,21 @@ class _MehlerSeries(torch.autograd.Function):
         rho, alpha, beta = ctx.saved_tensors
         out = torch.zeros_like(rho)
         if d_rho is not None:
-            out = out + d_rho * mehler_series(rho, _derivative_coefficients(alpha), beta[:, 1:])
+            out = out + d_rho * _reference_series(rho, derivative_coefficients(alpha), beta[:, 1:])
         if d_alpha is not None:
-            out = out + mehler_series(rho, d_alpha, beta)
+            out = out + _reference_series(rho, d_alpha, beta)
         if d_beta is not None:
-            out = out + mehler_series(rho, alpha, d_beta)
+            out = out + _reference_series(rho, alpha, d_beta)
         return out
 
 
 def mehler_series(rho: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """``κ_ij = Σ_{n=0}^{T} ρ_ij^n α_in β_jn``, differentiable with O(M1·M2) stored memory.
+
+    CPU float64 tensors outside ``torch.func`` transforms take the fused numba path
+    (:mod:`landscape.model.fused_series`, derivatives of every order in one pass each);
+    anything else, or any call inside ``fused_series.reference_kernels()``, the torch
+    reference :class:`_MehlerSeries`. The two agree to rounding (tests/model/test_fused_series.py).
 
     Args:
         rho: tensor of shape (M1, M2), the cosines.
@@ -311,18 +406,19 @@ def mehler_series(rho: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) ->
     Returns:
         tensor of shape (M1, M2); without gradients it is the plain Horner evaluation.
     """
+    if alpha.shape[1] >= 2 and fused_applies(rho, alpha, beta):
+        return fused_mehler_series(rho, alpha, beta)
+    return _reference_series(rho, alpha, beta)
+
+
+def _reference_series(rho: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """:func:`mehler_series` by the torch reference path (shapes as there)."""
     if alpha.shape[1] < 2:
         return alpha[:, :1] * beta[:, 0][None, :]
     if not torch.is_grad_enabled() or not any(t.requires_grad for t in (rho, alpha, beta)):
-        if not _wrapped(rho, alpha, beta):
-            return _horner(rho, alpha, beta)
+        if not wrapped(rho, alpha, beta):
+            return series_torch(rho, alpha[None], beta[None])
     return _MehlerSeries.apply(rho, alpha, beta)
-
-
-def _wrapped(*tensors: torch.Tensor) -> bool:
-    """Whether any tensor is a torch.func wrapper (then ``requires_grad`` says nothing)."""
-    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
-    return is_wrapped is not None and any(is_wrapped(t) for t in tensors)
 
 
 def gaussian_kernel(

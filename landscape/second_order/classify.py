@@ -206,7 +206,7 @@ def analyze(
     psi = _signed(report.eigen.vectors[:, 0])
     psi0 = operator.to_field(psi)
     lam, res = report.lambda_min, float(report.eigen.residuals[0])
-    warnings = []
+    warnings = list(refinement.warnings) if refinement is not None else []
     if not report.eigen.converged:
         warnings.append(f"the eigensolver did not converge (residual {res:.3e}); λ_min = {lam:.6g} is not certified.")
     certificate = None

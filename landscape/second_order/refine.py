@@ -9,6 +9,14 @@ The particles move by ``δθ = P^{-1/2} y``; a backtracking line search on the s
 residual ``g = ‖∇_θ δL/δµ‖_{L²(µ)} = ‖P^{-1/2}∇F‖`` accepts the step. Newton's method is
 attracted by saddles as much as by minima, which is the point: it refines whatever
 critical point is near.
+
+Where the Hessian is singular beyond the symmetry directions — a particle split into two
+copies leaves a flat direction of ``F`` that the symmetries do not remove — Newton's method
+converges only linearly (the residual halves per step) and its residual meets the rounding
+floor of ``∇F`` before a tight ``tol``. The iteration therefore also stops when the residual
+fell by less than :data:`STALL_FACTOR` over the last :data:`STALL_WINDOW` iterations
+(reason ``"stagnated"``), and every stop short of ``tol`` puts a warning in
+:attr:`RefineResult.warnings` naming the residual reached, the reason and the observed rate.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ from ..model.measure import ParticleMeasure
 from .nullspace import symmetry_basis
 from .operators import DeflatedOperator, WassersteinHessian
 
-__all__ = ["RefineStep", "RefineResult", "refine", "residual"]
+__all__ = ["RefineStep", "RefineResult", "refine", "residual", "STALL_WINDOW", "STALL_FACTOR"]
+
+#: iterations over which the residual must fall by :data:`STALL_FACTOR` or the iteration stagnates.
+STALL_WINDOW = 8
+#: least decrease of the residual over :data:`STALL_WINDOW` iterations (a linear rate of 0.92 per step).
+STALL_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class RefineResult:
         converged: ``residual ≤ tol``; reason: why the iteration stopped.
         path: one :class:`RefineStep` per iteration (the last entry has no step).
         hvp_count: Hessian-vector products used.
+        warnings: messages that must be shown: one when the residual did not reach ``tol``.
     """
 
     measure: ParticleMeasure
@@ -58,6 +72,7 @@ class RefineResult:
     reason: str
     path: list[RefineStep] = field(default_factory=list)
     hvp_count: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -67,6 +82,7 @@ class RefineResult:
             "reason": self.reason,
             "hvp_count": self.hvp_count,
             "path": [asdict(s) for s in self.path],
+            "warnings": self.warnings,
         }
 
 
@@ -87,6 +103,11 @@ def refine(
     min_step: float = 2.0**-20,
 ) -> RefineResult:
     """Newton–Krylov iteration towards the nearest critical point.
+
+    Stops at ``g ≤ tol`` (``reason = "tolerance"``), at ``maxiter``, when the line search
+    fails, or when ``g`` fell by less than :data:`STALL_FACTOR` over the last
+    :data:`STALL_WINDOW` iterations (``"stagnated"``); each stop above ``tol`` puts a warning
+    in the result's ``warnings``.
 
     Args:
         landscape: the landscape; measure: the starting measure (positive weights).
@@ -137,8 +158,29 @@ def refine(
             reason = "line search failed"
             break
         measure, g, loss, scaled = accepted
+        if len(path) >= STALL_WINDOW and g > tol and g > STALL_FACTOR * path[-STALL_WINDOW].residual:
+            reason = "stagnated"
+            break
     else:
         if g <= tol:
             reason = "tolerance"
     path.append(RefineStep(len(path), g, loss, 0.0, 0.0, 0))
-    return RefineResult(measure, g, loss, g <= tol, reason, path, hvps)
+    warnings = [] if g <= tol else [_not_converged(g, tol, reason, path)]
+    return RefineResult(measure, g, loss, g <= tol, reason, path, hvps, warnings)
+
+
+def _not_converged(g: float, tol: float, reason: str, path: list[RefineStep]) -> str:
+    """The warning of a refinement that stopped at residual ``g > tol``, with the rate per step it saw."""
+    steps = len(path) - 1
+    rate = (g / path[0].residual) ** (1.0 / steps) if steps and path[0].residual > 0 else 1.0
+    why = {
+        "maxiter": "the iteration cap refine_maxiter was reached",
+        "stagnated": f"the residual fell by less than {STALL_FACTOR:g} over {STALL_WINDOW} iterations",
+        "line search failed": "no step along the Newton direction lowered the residual",
+    }[reason]
+    return (
+        f"refinement did not converge: residual {g:.3e} > refine_tol {tol:.1e} after {steps} iterations ({why}; "
+        f"mean rate {rate:.2f} per step). A slow or stalled Newton iteration means a Hessian singular beyond the "
+        "symmetries (e.g. split particles: merge coincident particles) or a residual at its rounding floor "
+        "(raise refine_tol); the measure is not a critical point to tolerance."
+    )

@@ -106,3 +106,43 @@ def test_bad_measure_and_bad_out_are_errors(capsys, tmp_path):
     np.savez(zero, a=np.vstack([saddle["a"], saddle["a"][:1]]), w=np.vstack([saddle["w"], saddle["w"][:1]]), p=np.array([0.25, 0.25, 0.5, 0.0]))
     status, _, err = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", zero)
     assert status == 2 and "positive weights" in err
+
+
+def test_spectrum_adds_the_density_and_the_trace(capsys, tmp_path):
+    """``--spectrum``: the SLQ density (a probability measure on [λ_min, λ_max]) and Hutchinson's trace, in --json and
+    analysis.json. The §9 saddle's Hessian (n = 27) is diagonal in flat coordinates, so every Rademacher probe weighs
+    each eigenvalue by exactly 1/n: the mass below 0 is 1/27 (one negative eigenvalue), the extreme nodes are λ_min and
+    λ_max and the trace is the dense one."""
+    from landscape.io.problem import load_problem
+    from landscape.model.measure import ParticleMeasure
+    from landscape.second_order.references import dense_spectrum
+
+    out_dir = tmp_path / "run"
+    args = ("analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--spectrum", "--spectrum-probes", 4)
+    status, out, err = _run(capsys, *args, "--spectrum-steps", 27, "--json", "--out", out_dir)
+    assert status == 0, err
+    report = json.loads(out)
+    density, trace = report["spectral_density"], report["trace"]
+    assert density["probes"] == 4 and density["steps"] == 27 and set(density["error"]) >= {"w1_probe_spread", "w1_steps_halved"}
+    nodes, weights = np.array(density["nodes"]), np.array(density["weights"])
+    assert nodes.shape == weights.shape and np.all(np.diff(nodes) >= 0) and weights.sum() == pytest.approx(1.0)
+    lam, _ = dense_spectrum(load_problem(PROBLEM).landscape(), ParticleMeasure.load(EXAMPLES / "saddle.npz"))
+    assert nodes[0] == pytest.approx(lam[0], abs=1e-10) and nodes[-1] == pytest.approx(lam[-1], abs=1e-10)
+    assert weights[nodes < -1e-6].sum() == pytest.approx(1 / 27, abs=1e-10)
+    assert trace["probes"] == 4 and trace["value"] == pytest.approx(lam.sum(), abs=4 * trace["stderr"] + 1e-10)
+    assert json.loads((out_dir / "analysis.json").read_text())["spectral_density"] == density
+    status, _, err = _run(capsys, "report", out_dir, "--out", tmp_path / "report")
+    assert status == 0, err
+    figures = {f.stem for f in (tmp_path / "report" / "figures").glob("*.png")}
+    assert {"analysis-spectrum", "analysis-density"} <= figures  # the density beside the extreme eigenvalues
+    status, text, _ = _run(capsys, *args, "--spectrum-steps", 6)
+    assert status == 0 and "4 probes × 6 steps" in text and "trace (Hutchinson)" in text
+    _, plain, _ = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--json")
+    assert "spectral_density" not in json.loads(plain) and "trace" not in json.loads(plain)
+
+
+def test_spectrum_with_no_probes_is_an_error(capsys, tmp_path):
+    status, out, err = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--spectrum",
+                            "--spectrum-probes", 0, "--out", tmp_path / "o")
+    assert status == 2 and out == "" and err.startswith("error:") and "--spectrum-probes" in err
+    assert not (tmp_path / "o").exists()

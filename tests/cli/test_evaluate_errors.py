@@ -75,15 +75,30 @@ def test_text_output_shows_the_estimates(capsys):
 
 
 def test_sigmoid_beyond_the_documented_weights_warns_naming_the_order(capsys, tmp_path):
-    status, out, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "sigmoid"), "--measure", _measure(tmp_path, 10.0), "--json")
+    problem = _problem(tmp_path, "sigmoid", "hermite_order = 128")  # the old default order
+    status, out, err = _run(capsys, "evaluate", "--problem", problem, "--measure", _measure(tmp_path, 10.0), "--json")
     assert status == 0
     loss = json.loads(out)["errors"]["loss"]
     assert loss["truncation"] > 1e-6
     assert any(line.startswith("warning: loss error estimate") and "raise hermite_order" in line for line in err.splitlines())
 
 
+def test_auto_order_is_recorded_and_warns_where_no_order_of_its_ladder_suffices(capsys, tmp_path):
+    """hermite_order = "auto" (default): sigmoid at |w| = 1 gets a small order, quietly; at |w| = 10 the largest
+    order of the ladder, a warning naming hermite_order, and a loss 100x closer than at the old default."""
+    status, out, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "sigmoid"), "--measure", _measure(tmp_path, 1.0), "--json")
+    choice = json.loads(out)["expectation"]
+    assert status == 0 and err == "" and choice["hermite_order_auto"]["met"] and choice["hermite_order"] <= 128
+    status, out, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "sigmoid"), "--measure", _measure(tmp_path, 10.0), "--json")
+    result = json.loads(out)
+    assert status == 0 and result["expectation"]["hermite_order"] == 512 and not result["expectation"]["hermite_order_auto"]["met"]
+    assert any(line.startswith('warning: hermite_order = "auto"') for line in err.splitlines())
+    assert result["errors"]["loss"]["truncation"] < 1e-6
+
+
 def test_tanh_at_30_is_refused_naming_the_order(capsys, tmp_path):
-    status, out, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "tanh"), "--measure", _measure(tmp_path, 30.0), "--json")
+    problem = _problem(tmp_path, "tanh", "hermite_order = 128")
+    status, out, err = _run(capsys, "evaluate", "--problem", problem, "--measure", _measure(tmp_path, 30.0), "--json")
     assert status == 2 and out == ""
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: loss error estimate") and "raise hermite_order" in lines[0]
@@ -91,7 +106,7 @@ def test_tanh_at_30_is_refused_naming_the_order(capsys, tmp_path):
 
 def test_tanh_at_3_warns_and_a_higher_order_is_quiet(capsys, tmp_path):
     measure = _measure(tmp_path, 3.0)
-    status, _, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "tanh"), "--measure", measure)
+    status, _, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "tanh", "hermite_order = 128"), "--measure", measure)
     assert status == 0 and "raise hermite_order" in err
     status, _, err = _run(capsys, "evaluate", "--problem", _problem(tmp_path, "tanh", "hermite_order = 1024"), "--measure", measure)
     assert status == 0 and err == ""

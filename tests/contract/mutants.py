@@ -78,11 +78,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "return (1.0 / math.pi) * torch.atan2(x, cos)",
         ("expressivity",),
     ),
-    Mutant(
+    Mutant(  # the default (fast) engine's line; flow.py's reference twin is held to it by tests/dynamics/test_fast_field.py
         "velocity-not-divided-by-p",
-        "landscape/dynamics/flow.py",
-        "v = torch.cat([grads[0], grads[1]], dim=1) / p[:, None]",
-        "v = torch.cat([grads[0], grads[1]], dim=1)",
+        "landscape/dynamics/fast_field.py",
+        "vel = np.concatenate((pc * grad_a, grad_w), axis=1) / pc",
+        "vel = np.concatenate((pc * grad_a, grad_w), axis=1)",
         ("rates",),
     ),
     # --- other realistic slips ----------------------------------------------------------------------

@@ -27,10 +27,29 @@ TIMEOUT = 300
 WORKERS = 2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernels() -> None:
+    """Compile the numba kernels into the source tree's ``__pycache__`` once, before it is copied.
+
+    The copies keep ``__pycache__`` with the sources' modification times, so numba's cache
+    (keyed on the source file's time and size) is reused there; only a mutated file recompiles.
+    Without this every copy would compile the kernels afresh (about a CPU-minute each).
+    """
+    from landscape.cases import orthogonal_teacher_landscape, teacher_measure
+    from landscape.dynamics.flow import Layout, ParticleFlow
+    from landscape.dynamics.simulate import _initial_state
+
+    for activation in ("erf", "relu", "sigmoid"):
+        landscape = orthogonal_teacher_landscape(neurons=2, dim=3, activation=activation)
+        layout = Layout(2, 2, 3, False)
+        flow = ParticleFlow(landscape, layout)
+        flow.linearize(_initial_state(landscape, layout, teacher_measure(2, 3))).jvp(_initial_state(landscape, layout, teacher_measure(2, 3)))
+
+
 def mutated_copy(dest: Path, mutant: Mutant | None) -> Path:
-    """Copy the packages to ``dest`` and apply ``mutant`` (None: unmutated); returns ``dest``."""
+    """Copy the packages (with their compiled caches) to ``dest`` and apply ``mutant`` (None: unmutated); returns ``dest``."""
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / package, dest / package)
     if mutant is not None:
         path = dest / mutant.path
         text = path.read_text(encoding="utf-8")

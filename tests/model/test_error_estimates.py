@@ -137,3 +137,110 @@ def test_finite_prompt_fourth_moment_error_covers_a_large_sample_value():
     for n in (5_000, 80_000):
         assert abs(runs[n].loss - truth) <= 4.0 * runs[n].errors["loss"]["sampling"]
     assert runs[5_000].errors["loss"]["sampling"] > 2.0 * runs[80_000].errors["loss"]["sampling"]
+
+
+# ------------------------------------------- issue 15, item 6: the low-level loss and ReLU at w = 0
+def _merged_pair(eps: float) -> tuple:
+    """Two erf particles at angle ``eps``: Σ_µµ's condition number grows like ``1/eps²``."""
+    w = 1.5 * np.array([[1.0, 0.0, 0.0], [math.cos(eps), math.sin(eps), 0.0]])
+    return ParticleMeasure(np.eye(2), w).tensors()
+
+
+def test_low_level_losses_refuse_a_singular_sigma_as_evaluate_does():
+    """``loss``, ``loss_inf`` and ``gamma_star`` refuse above the threshold (also under ``torch.func``), with
+    ``conditioning``'s message; at a conditioned measure they run unchanged, derivatives included."""
+    from torch.func import grad, hessian
+
+    from landscape.cases import orthogonal_teacher_landscape
+    from landscape.landscape import SingularMomentError
+
+    landscape = orthogonal_teacher_landscape(2, 3)
+    singular = _merged_pair(1e-6)  # cond ≈ 3e12 > 1/singular_rtol
+    with pytest.raises(SingularMomentError) as caught:
+        landscape.conditioning(ParticleMeasure(*[t.numpy() for t in singular]))
+    for method in (landscape.loss, landscape.loss_inf, landscape.gamma_star):
+        with pytest.raises(SingularMomentError) as err:
+            method(*singular)
+        assert str(err.value) == str(caught.value) and "condition number" in str(err.value)
+    objective, theta = landscape.objective(ParticleMeasure(*[t.numpy() for t in singular]))
+    for transform in (grad, hessian):
+        with pytest.raises(SingularMomentError):
+            transform(objective)(theta)
+    conditioned = _merged_pair(1e-2)
+    objective, theta = landscape.objective(ParticleMeasure(*[t.numpy() for t in conditioned]))
+    loss = float(landscape.loss(*conditioned))
+    assert loss == pytest.approx(float(landscape.loss_from_moments(*landscape.moments(*conditioned))), abs=0.0)
+    assert float(objective(theta)) == loss and hessian(objective)(theta).shape == (theta.numel(), theta.numel())
+
+
+def test_relu_particle_at_zero_has_velocity_zero_by_the_stated_convention():
+    """docs/theory.md §5.B: relu'(0) = 0, so ∇_θ δL/δµ at w = 0 is 0 in both backends, although the
+    one-sided slopes D_e G = G(a, e) − G(a, 0) (positive homogeneity) exist and differ from 0."""
+    import torch
+
+    from landscape.landscape import AttentionLandscape
+    from landscape.model.activations import get_activation
+    from landscape.model.expectations import ExactGaussianExpectation, SampledExpectation
+    from landscape.model.teacher import Teacher
+
+    relu = get_activation("relu")
+    teacher = Teacher(np.eye(2), np.array([[1.0, 0.5, 0.0], [-0.3, 0.8, 0.4]]), relu)
+    a = np.array([[1.0, 0.2], [-0.3, 0.8], [0.5, 0.5]])
+    w = np.array([[0.6, 0.1, -0.2], [-0.1, 0.5, 0.3], [0.0, 0.0, 0.0]])
+    tensors = [torch.as_tensor(x) for x in (a, w, np.full(3, 1 / 3))]
+    x = np.random.default_rng(0).standard_normal((20_000, 3))
+    backends = (ExactGaussianExpectation(teacher, relu), SampledExpectation(teacher, relu, x))
+    for backend in backends:
+        landscape = AttentionLandscape(teacher, backend)
+        velocity = landscape.velocity(*tensors)[2].numpy()
+        # the convention, computed independently on the sample: ∇_w G = E[x relu'(0·x) ψ] = 0, ∇_a G ∝ relu(0) = 0
+        assert np.array_equal(velocity, np.zeros(5))
+        fv = landscape._first_variation_map(*tensors)
+        probe_a = tensors[0][2:]
+        slopes = [float(fv(probe_a, torch.as_tensor(e[None, :]))) - float(fv(probe_a, tensors[1][2:])) for e in np.eye(3)]
+        assert max(abs(s) for s in slopes) > 1e-2  # one-sided slopes exist: the convention is a choice
+        # and the slope along e is the limit of G(a, t e)/t (homogeneity), so the kernel is not differentiable at 0
+        t = 1e-7
+        along = (float(fv(probe_a, torch.as_tensor(t * np.eye(3)[:1]))) - float(fv(probe_a, tensors[1][2:]))) / t
+        assert along == pytest.approx(slopes[0], rel=1e-6)
+
+
+# ------------------------------------------------------------- issue 15: accuracy of a train run
+def _train_problem(tmp_path, activation: str, expectation: str) -> str:
+    path = tmp_path / f"{activation}.toml"
+    path.write_text(
+        f'[teacher]\nactivation = "{activation}"\nc = [[1.0, 0.0], [0.0, 1.0]]\nu = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]\n'
+        f"[model]\nfeatures = 2\n[task]\nnoise = 0.1\n[expectation]\n{expectation}\n"
+        '[init]\nkind = "gaussian"\nparticles = 4\nscale = 0.5\nseed = 0\n[dynamics]\nsteps = 3\nstep_size = 0.01\n'
+    )
+    return str(path)
+
+
+def test_train_records_its_order_choice_and_the_accuracy_of_its_final_numbers(tmp_path, capsys):
+    """``status.json`` carries the chosen order, the final kernels' truncation bound (against order 1024) and,
+    for the sampled backend, the jackknife standard error of the final loss; too few samples warn."""
+    import json
+
+    import torch
+
+    from landscape.dynamics.train import TRAIN_HEADROOM, train
+    from landscape.io.problem import load_problem
+    from landscape.model.kernels import HermiteQuadrature, gaussian_kernel
+
+    problem = _train_problem(tmp_path, "sigmoid", "")
+    train(problem, tmp_path / "exact")
+    accuracy = json.loads((tmp_path / "exact" / "status.json").read_text())["accuracy"]
+    choice = accuracy["expectation"]
+    assert choice["hermite_order_auto"]["headroom"] == TRAIN_HEADROOM and choice["hermite_order_auto"]["met"]
+    w = torch.as_tensor(np.load(tmp_path / "exact" / "final.npz")["w"])
+    act = load_problem(problem).activation
+    quad = HermiteQuadrature(choice["hermite_order"], choice["hermite_step"])
+    error = float((gaussian_kernel(act, w, None, act, w, None, quad)
+                   - gaussian_kernel(act, w, None, act, w, None, HermiteQuadrature(1024, 0.025))).abs().max())
+    assert 0 < accuracy["kernel_truncation"] <= 1e-10 and error <= accuracy["kernel_truncation"] + 1e-15
+    assert accuracy["loss_sampling"] == 0.0
+    capsys.readouterr()
+    train(_train_problem(tmp_path, "erf", 'method = "monte_carlo"\nsamples = 200'), tmp_path / "sampled")
+    accuracy = json.loads((tmp_path / "sampled" / "status.json").read_text())["accuracy"]
+    assert accuracy["kernel_truncation"] == 0.0 and accuracy["loss_sampling"] > 0
+    assert "warning: final loss sampling error" in capsys.readouterr().err

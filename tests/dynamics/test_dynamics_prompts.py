@@ -1,0 +1,246 @@
+"""Tests of :mod:`landscape.dynamics.prompts`: the real model trained by SGD on sampled prompts.
+
+The SGD gradient against autograd of an independently written empirical loss, the mean-field
+time scaling against the landscape's velocity, the empirical prompt loss against
+``L_N(µ, Γ)``, the ``[prompts]`` validation, bitwise resume, and a run via the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import ERF_TEACHER_TOML
+
+from landscape import ParticleMeasure
+from landscape.cli import main
+from landscape.dynamics import prompts as prompts_module
+from landscape.dynamics import train
+from landscape.dynamics.config import DynamicsConfig, parse_dynamics, parse_init, parse_prompts, prompts_table
+from landscape.dynamics.initialisation import initial_measure
+from landscape.dynamics.prompts import COLUMNS, PromptTrainer, simulate_prompts
+from landscape.dynamics.rundir import RunDirectory
+from landscape.dynamics.trajectory import read_trajectory
+from landscape.io.problem import parse_problem
+from landscape.landscape import PrecisionWarning
+from landscape.model.attention import mlp_features
+
+TEACHER = {"teacher": {"activation": "erf", "c": [[1.0, 0.0], [0.0, 1.0]], "u": [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]}}
+DYN = DynamicsConfig(scheme="prompts", record_every=1)
+
+
+def _spec(length: int = 5, fourth: int = 200_000):
+    return parse_problem({**TEACHER, "task": {"noise": 0.1, "prompt_length": length}, "expectation": {"fourth_moment_samples": fourth}})
+
+
+def _measure(m: int = 3, seed: int = 1) -> ParticleMeasure:
+    rng = np.random.default_rng(seed)
+    return ParticleMeasure(2.0 * rng.standard_normal((m, 2)), rng.standard_normal((m, 3)) / math.sqrt(3))
+
+
+def _reference_losses(a, w, p, w_kq, w_pv, x, y):
+    """``½(y_q − ŷ)²`` with ``ŷ`` written out from the blocks of W (LinearSelfAttention.gamma_of's docstring)."""
+    k = a.shape[1]
+    h = torch.special.erf(x @ w.T) @ (p[:, None] * a)  # (B, N+1, k)
+    hp, hq, yp = h[:, :-1], h[:, -1], y[:, :-1]
+    n = yp.shape[1]
+    gram = torch.einsum("bni,bnj->bij", hp, hp) / n
+    s = torch.einsum("bn,bni->bi", yp, hp) / n
+    y2 = (yp * yp).mean(1)
+    big_b, b_row, v_h, v_y = w_kq[:k, :k], w_kq[k, :k], w_pv[k, :k], w_pv[k, k]
+    bhq = hq @ big_b.T
+    bq = hq @ b_row
+    pred = torch.einsum("i,bij,bj->b", v_h, gram, bhq) + (s @ v_h) * bq + v_y * ((s * bhq).sum(1) + y2 * bq)
+    return 0.5 * (y[:, -1] - pred) ** 2
+
+
+def test_sgd_gradient_and_step_against_autograd_of_the_empirical_loss():
+    """The trainer's loss and gradients (through the embedding Z) equal autograd of the written-out
+    prediction at a W with every entry nonzero; the step moves particle i by δt/p_i times its gradient."""
+    spec = _spec(fourth=1000)
+    prompts = parse_prompts({"batch": 7, "learning_rate": 0.05, "attention_rate": 3.0}, 5)
+    trainer = PromptTrainer.fresh(spec, _measure(), prompts, DYN)
+    gen = torch.Generator().manual_seed(4)
+    s = trainer.state
+    s.w_kq, s.w_pv = torch.randn(3, 3, generator=gen, dtype=torch.float64), torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    x, y = trainer.batch()
+    losses, grads = trainer.losses_and_gradients(x, y)
+    leaves = [t.clone().requires_grad_(True) for t in (s.a, s.w, s.w_kq, s.w_pv)]
+    reference = _reference_losses(leaves[0], leaves[1], s.p, leaves[2], leaves[3], x, y)
+    expected = torch.autograd.grad(reference.mean(), leaves)
+    torch.testing.assert_close(losses, reference.detach(), rtol=1e-12, atol=1e-14)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+    before = [t.clone() for t in (s.a, s.w, s.w_kq, s.w_pv)]
+    trainer.update(grads)
+    m = s.p.numel()
+    torch.testing.assert_close(s.a, before[0] - 0.05 * m * grads[0], rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(s.w, before[1] - 0.05 * m * grads[1], rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(s.w_kq, before[2] - 0.15 * grads[2], rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(s.w_pv, before[3] - 0.15 * grads[3], rtol=1e-14, atol=1e-15)
+    assert (s.step, s.time) == (1, 0.05)
+
+
+def test_scaled_particle_gradient_is_the_wasserstein_velocity_on_many_prompts():
+    """At W realising Γ*(µ), M ∂L̂/∂θ_i over many fresh prompts estimates ∇_θ δL_N/δµ(θ_i) (docs/theory.md §5):
+    the mean-field time scaling. Relative error within sampling noise (≈ 1/√B), far from a factor M off."""
+    spec = _spec(fourth=200_000)
+    prompts = parse_prompts({"batch": 40_000}, 5)
+    trainer = PromptTrainer.fresh(spec, _measure(), prompts, DYN)
+    _, (ga, gw, _, _) = trainer.losses_and_gradients(*trainer.batch())
+    s = trainer.state
+    scaled = torch.cat([ga, gw], dim=1) / s.p[:, None]
+    velocity = trainer.landscape.velocity(s.a, s.w, s.p)
+    error = float(torch.linalg.norm(scaled - velocity) / torch.linalg.norm(velocity))
+    assert error < 0.1, error
+
+
+def test_empirical_prompt_loss_converges_to_the_exact_loss():
+    """At fixed parameters the batch's prompt loss lies within 4 standard errors of L_N(µ, Γ(W)) (the row's
+    ``energy``), and its standard error falls like 1/√B; W is off Γ* so that L(µ, Γ) ≠ L_N(µ)."""
+    spec = _spec(fourth=200_000)
+    errors = []
+    for batch in (1_000, 16_000):
+        trainer = PromptTrainer.fresh(spec, _measure(), parse_prompts({"batch": batch, "seed": 3}, 5), DYN)
+        trainer.state.w_kq = 0.3 * trainer.state.w_kq
+        losses, _ = trainer.losses_and_gradients(*trainer.batch())
+        row = trainer.row(losses)
+        assert row["energy"] > 1.2 * row["loss"]  # Γ(W) is visibly not Γ*
+        assert abs(row["prompt_loss"] - row["energy"]) < 4 * row["prompt_stderr"], row
+        errors.append(row["prompt_stderr"])
+    assert errors[1] == pytest.approx(errors[0] / 4, rel=0.25)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"batch": 1}, r"\[prompts\] batch must be an integer ≥ 2"),
+        ({"steps": 3, "time": 1.0}, r"\[prompts\] give either steps or time"),
+        ({"learning_rate": 0}, r"\[prompts\] learning_rate must be > 0"),
+        ({"attention_rate": -1}, r"\[prompts\] attention_rate must be ≥ 0"),
+        ({"train_prompts": 10, "batch": 64}, r"\[prompts\] train_prompts must be an integer ≥ 64"),
+        ({"train_prompts": "all"}, r"\[prompts\] train_prompts must be \"online\" or an integer"),
+        ({"precision": "float16"}, r"\[prompts\] precision must be one of"),
+        ({"length": 7}, r"\[prompts\] length = 7 contradicts \[task\] prompt_length = 5"),
+        ({"size": 3}, r"unknown key\(s\) in \[prompts\]: size"),
+    ],
+)
+def test_prompts_table_validation(table, message):
+    with pytest.raises(ValueError, match=message):
+        parse_prompts(table, 5)
+
+
+def test_prompts_tables_resolve_and_parse_back():
+    with pytest.raises(ValueError, match=r"\[prompts\] length is required"):
+        parse_prompts({}, math.inf)
+    config = parse_prompts({"time": 0.5, "train_prompts": 100, "length": 9}, math.inf)
+    assert config.total_steps == 50 and parse_prompts(prompts_table(config), 9) == config
+    dyn = parse_dynamics({"scheme": "prompts", "record_every": 3})
+    assert parse_dynamics(dyn.to_table()) == dyn and "steps" not in dyn.to_table()
+    assert "scheme" not in parse_dynamics({}).to_table()  # a landscape run's config.toml is unchanged
+    with pytest.raises(ValueError, match=r'\[dynamics\] step_size is not used with scheme = "prompts"'):
+        parse_dynamics({"scheme": "prompts", "step_size": 0.1})
+
+
+def test_float32_warns_and_trains():
+    prompts = parse_prompts({"batch": 8, "steps": 3, "precision": "float32"}, 5)
+    with pytest.warns(PrecisionWarning, match="float32"):
+        run = simulate_prompts(_spec(fourth=1000), _measure(), prompts, DYN)
+    assert run.result.completed and run.final["a"].dtype == np.float64 and len(run) == 4
+
+
+PROBLEM_BODY = """[task]
+noise = 0.1
+prompt_length = 6
+[expectation]
+fourth_moment_samples = 2000
+[init]
+particles = 4
+scale = 3.0
+seed = 4
+[dynamics]
+scheme = "prompts"
+record_every = 3
+checkpoint_every = 5
+snapshot_every = 10
+[prompts]
+batch = 8
+steps = 24
+learning_rate = 0.005
+attention_rate = 2.0
+seed = 7
+"""
+
+
+@pytest.mark.parametrize("train_prompts", ["online", 40])
+def test_interrupted_prompts_run_resumes_bitwise(tmp_path, monkeypatch, train_prompts):
+    """An exception in step 13 (after the checkpoint of step 10), then ``resume``: final.npz, the trajectory
+    and the checkpoint are the bytes of an uninterrupted run (the generator's state is checkpointed)."""
+    body = PROBLEM_BODY + (f"train_prompts = {train_prompts}\n" if train_prompts != "online" else "")
+    problem = tmp_path / "p.toml"
+    problem.write_text(ERF_TEACHER_TOML + body)
+    assert train(problem, tmp_path / "reference").completed
+    real_update = PromptTrainer.update
+
+    def interrupted(self, grads):
+        if self.state.step == 12:
+            raise KeyboardInterrupt
+        real_update(self, grads)
+
+    monkeypatch.setattr(PromptTrainer, "update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(problem, tmp_path / "run")
+    monkeypatch.setattr(PromptTrainer, "update", real_update)
+    run = tmp_path / "run"
+    assert RunDirectory(run, COLUMNS).load_checkpoint().step == 10 and not (run / "final.npz").exists()
+    resumed = train(problem, run, resume=True)
+    assert resumed.completed and resumed.steps == 24 and resumed.evaluations == 14
+    for name in ("final.npz", "trajectory.csv", "checkpoint.npz", "snapshots/step_00000020.npz"):
+        assert (run / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+
+
+def test_short_cli_run_writes_the_prompt_columns(tmp_path, capsys):
+    """``landscape train`` with scheme = "prompts": the run directory's trajectory has :data:`COLUMNS`, its rows are
+    bit for bit those of :func:`simulate_prompts`, final.npz holds the trained attention; a stray [prompts] is refused."""
+    problem = tmp_path / "p.toml"
+    problem.write_text(ERF_TEACHER_TOML + PROBLEM_BODY)
+    assert main(["train", "--problem", str(problem), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "completed 24 SGD steps" in capsys.readouterr().out
+    header = (tmp_path / "run" / "trajectory.csv").read_text().splitlines()[0]
+    assert header == ",".join(COLUMNS)
+    trajectory = read_trajectory(tmp_path / "run")
+    assert list(trajectory["step"]) == [0, 3, 6, 9, 12, 15, 18, 21, 24]
+    spec = parse_problem({**TEACHER, "task": {"noise": 0.1, "prompt_length": 6}, "expectation": {"fourth_moment_samples": 2000}})
+    start = initial_measure(parse_init({"particles": 4, "scale": 3.0, "seed": 4}), spec.landscape(), 2)
+    table = {"batch": 8, "steps": 24, "learning_rate": 0.005, "attention_rate": 2.0, "seed": 7}
+    memory = simulate_prompts(spec, start, parse_prompts(table, 6), parse_dynamics({"scheme": "prompts", "record_every": 3}))
+    for name in COLUMNS:
+        assert trajectory[name].tobytes() == memory[name].tobytes(), name
+    final = np.load(tmp_path / "run" / "final.npz")
+    assert final["gamma"].tobytes() == memory.final["gamma"].tobytes() and final["w_kq"].shape == (3, 3)
+    assert trajectory["gamma_distance"][0] == 0.0 and trajectory["gamma_distance"][-1] > 0.0
+    stray = tmp_path / "stray.toml"
+    stray.write_text(ERF_TEACHER_TOML + "[prompts]\nbatch = 4\n[dynamics]\nsteps = 2\n")
+    assert main(["train", "--problem", str(stray), "--out", str(tmp_path / "stray")]) == 2
+    assert '[prompts] is only used with [dynamics] scheme = "prompts"' in capsys.readouterr().err
+
+
+def test_broken_attention_sign_diverges(monkeypatch):
+    """A gradient ascent on W (the can-fail of the joint-training claim) ends the run as data, not a crash."""
+    monkeypatch.setattr(prompts_module.PromptTrainer, "update_attention", lambda self, kq, pv, gk, gp: (kq + gk, pv + gp))
+    run = simulate_prompts(_spec(fourth=1000), _measure(), parse_prompts({"batch": 8, "steps": 400, "learning_rate": 0.05}, 5),
+                           DynamicsConfig(scheme="prompts", record_every=50))
+    assert run.result.status in ("nonfinite", "singular") and run.final is None
+
+
+def test_features_match_the_measure():
+    """:func:`mlp_features` is ``h_µ`` of docs/theory.md §2: linear in µ (two halves of a measure add up)."""
+    mu = _measure(4)
+    a, w, p = mu.tensors(torch.float64)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    act = _spec().activation
+    whole = mlp_features(x, a, w, p, act)
+    halves = mlp_features(x, a[:2], w[:2], p[:2], act) + mlp_features(x, a[2:], w[2:], p[2:], act)
+    torch.testing.assert_close(whole, halves, rtol=1e-14, atol=1e-15)

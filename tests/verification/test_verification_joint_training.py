@@ -1,0 +1,59 @@
+"""Claim ``joint-training``: the quick profile passes; a frozen W and a broken attention update fail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from landscape.dynamics.prompts import PromptTrainer
+from verification.claims import joint_training
+from verification.parallel import TaskPool
+from verification.profiles import get_profile
+from verification.scenarios import prepare_evidence_dir
+
+
+def _check(tmp_path):
+    out = prepare_evidence_dir(tmp_path / joint_training.CLAIM_ID)
+    return joint_training.check(get_profile("quick"), out, TaskPool()), out
+
+
+@pytest.mark.slow
+def test_joint_training_quick_profile_passes(tmp_path):
+    result, out = _check(tmp_path)
+    m = {name: metric.value for name, metric in result.metrics.items()}
+    assert result.verdict == "pass", m
+    gaps = [row["gap"] for row in json.loads((out / "gaps.json").read_text())]
+    assert len(gaps) == len(joint_training.SETTINGS) and gaps[0] > gaps[-1] == m["largest_setting_gap"]
+    assert m["largest_setting_gap"] <= joint_training.PASS_GAP and m["largest_setting_gamma_distance"] < 0.1
+    assert m["control_ratio"] <= joint_training.PASS_CONTROL_RATIO and m["control_gap"] > m["largest_setting_gap"]
+    assert not result.metrics["plateau_exit_gap"].applicable or m["flow_plateaus"] == m["joint_plateaus"]
+    for path in result.evidence:
+        assert (tmp_path / path).exists(), path
+
+
+@pytest.mark.slow
+def test_joint_training_fails_when_w_is_frozen(tmp_path, monkeypatch):
+    """attention_rate = 0 everywhere: W keeps Γ*(µ_0), the gap no better than the frozen control's: fail."""
+    frozen = [(0.0, prompts, batch, lr) for _, prompts, batch, lr in joint_training.SETTINGS]
+    monkeypatch.setattr(joint_training, "SETTINGS", frozen)
+    result, _ = _check(tmp_path)
+    assert result.verdict == "fail", {k: v.value for k, v in result.metrics.items()}
+    assert result.metrics["control_ratio"].value == pytest.approx(1.0, abs=1e-12)  # the last setting is the control
+
+
+def test_joint_training_fails_when_the_attention_update_is_broken(tmp_path, monkeypatch):
+    """W climbs its gradient (a sign error): the runs blow up and stop, which fails the claim."""
+    monkeypatch.setattr(PromptTrainer, "update_attention", lambda self, kq, pv, g_kq, g_pv: (kq + 2 * g_kq, pv + 2 * g_pv))
+    result, out = _check(tmp_path)
+    assert result.verdict == "fail", {k: v.value for k, v in result.metrics.items()}
+    rows = json.loads((out / "gaps.json").read_text())
+    assert sum(row["incomplete"] for row in rows) > 0
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_joint_training_settings_grow_together(profile):
+    """Every step along the settings raises the attention rate and the batch, and keeps learning_rate · rate ≤ 0.2."""
+    settings = get_profile(profile).pick(joint_training.SETTINGS, joint_training.FULL_SETTINGS)
+    for (r0, _, b0, _), (r1, _, b1, lr1) in zip(settings, settings[1:], strict=False):
+        assert r1 > r0 and b1 > b0 and lr1 * r1 <= 0.2 + 1e-12
