@@ -30,6 +30,7 @@ EXTRA_CHECKS: dict[str, str] = {
     "collinear-teacher": "verification.claims.collinear_teacher",
     "escape-vs-dimension": "verification.claims.escape_vs_dimension",
     "joint-training": "verification.claims.joint_training",
+    "paper-scale": "verification.claims.paper_scale",
 }
 
 ALL_CHECKS = {**PAPER_CLAIMS, **EXTRA_CHECKS}
