@@ -34,7 +34,7 @@ from ..model.measure import ParticleMeasure
 from .config import DynamicsConfig, parse_dynamics
 from .fast_field import FastField
 from .flow import FieldValue, Layout, ParticleFlow
-from .integrators import TABLEAUS, Tableau, step_factor
+from .integrators import TABLEAUS, Tableau
 from .simulate import RunResult, _initial_state
 from .trajectory import COLUMNS, Trajectory
 
@@ -335,7 +335,7 @@ class _Lockstep:
             error = ht * sum((hi - lo) * k for hi, lo, k in zip(tab.b, tab.b_low, stages, strict=True) if hi != lo)
             norm = self._error_norm(error, y_new)
             accepted &= norm <= 1.0
-            factor = np.array([step_factor(float(x), -1.0 / tab.order) for x in norm])
+            factor = _step_factors(norm, -1.0 / tab.order)
             rejected = members & ~accepted
             self.h[rejected] = h[rejected] * factor[rejected]
         if not accepted.any():
@@ -410,6 +410,14 @@ class _Lockstep:
             if gamma is not None:
                 final["gamma"] = gamma.cpu().numpy()
         return Trajectory(columns, [""] * len(rows), result, final)
+
+
+def _step_factors(norm: np.ndarray, exponent: float) -> np.ndarray:
+    """:func:`~landscape.dynamics.integrators.step_factor` of every member: ``clip(0.9·norm^exponent, 0.2, 5)``
+    (5 at ``norm = 0``, 0.2 at ``norm = inf``); ``norm`` of shape (B,)."""
+    with np.errstate(divide="ignore", over="ignore"):
+        factor = np.clip(0.9 * norm**exponent, 0.2, 5.0)
+    return np.where(norm == 0.0, 5.0, np.where(np.isfinite(norm), factor, 0.2))
 
 
 def _merge(old: BatchValue, new: BatchValue, rows: np.ndarray) -> BatchValue:

@@ -118,3 +118,12 @@ def _state(layout: Layout, measure: ParticleMeasure) -> torch.Tensor:
     a, w, p = measure.tensors(torch.float64, torch.device("cpu"))
     gamma = torch.eye(layout.k, dtype=torch.float64) if layout.gamma else None
     return layout.pack(a, w, p, gamma, 0.0)
+
+
+def test_vectorised_step_factors_equal_the_scalar_rule():
+    from landscape.dynamics.ensemble import _step_factors
+    from landscape.dynamics.integrators import step_factor
+
+    norm = np.array([0.0, 1e-300, 1e-8, 0.3, 1.0, 2.5, 1e6, 1e300, math.inf])
+    expected = [step_factor(float(x), -1.0 / 3) for x in norm]
+    assert _step_factors(norm, -1.0 / 3).tolist() == expected
