@@ -41,6 +41,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--members", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.members < 1 or args.repeats < 1:
+        parser.error("--members and --repeats must be at least 1")
     torch.set_num_threads(1)
     landscape = orthogonal_teacher_landscape(neurons=2, dim=3)
     measures = [near_teacher_measure(8, 2, 3, seed=seed) for seed in range(args.members)]

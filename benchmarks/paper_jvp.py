@@ -91,11 +91,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--problem", type=Path, default=PAPER, help="problem file (default: the paper's)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
-        raise ValueError(f"--repeats must be at least 1, got {args.repeats}.")
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     torch.set_num_threads(1)
     numba.set_num_threads(1)
-    with threadpool_limits(1):
+    try:
         flow, y, order = _paper_flow(args.problem)
+    except ValueError as err:
+        parser.error(str(err))
+    with threadpool_limits(1):
         v = torch.cos(torch.arange(y.numel(), dtype=y.dtype))
         series_hvp = _series_hvp(flow.layout.m, order)
         paths = {"fast": contextlib.nullcontext, "reference": reference_kernels}

@@ -79,6 +79,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true", help="5 rounds")
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else args.rounds
+    if rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {rounds}")
     torch.set_num_threads(1)
     landscape = orthogonal_teacher_landscape(neurons=K, dim=D)
     measure = near_teacher_measure(M, K, D)

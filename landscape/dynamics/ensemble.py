@@ -34,7 +34,7 @@ from ..model.measure import ParticleMeasure
 from .config import DynamicsConfig, parse_dynamics
 from .fast_field import FastField
 from .flow import FieldValue, Layout, ParticleFlow
-from .integrators import TABLEAUS, Tableau
+from .integrators import H_MIN, TABLEAUS, Tableau
 from .simulate import RunResult, _initial_state
 from .trajectory import COLUMNS, Trajectory
 
@@ -47,8 +47,6 @@ STOPS = {
     "nonfinite": "the state or the field is no longer finite",
     "singular": "Σ_µµ became singular",
 }
-#: the smallest step before a member stops with ``step_size_underflow`` (as :func:`adaptive_step`).
-H_MIN = 1e-14
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,6 @@ class VmapBatch:
             dy_m, e, loss, grad_sq, sigma_mm = self._batched(y[rows])
             eig = torch.linalg.eigvalsh(sigma_mm)
         except torch.linalg.LinAlgError:
-            self._fallback.evaluations = self.evaluations - 1
             return self._fallback(y, members)
         b = y.shape[0]
         dy = torch.zeros_like(y)

@@ -51,6 +51,7 @@ __all__ = [
     "real_stability_boundary",
     "stability_polynomial",
     "STIFF_RATIO",
+    "H_MIN",
 ]
 
 Field = Callable[[torch.Tensor], torch.Tensor]
@@ -134,6 +135,9 @@ def _rk_stages(f: Field, y: torch.Tensor, k1: torch.Tensor, h: float, tableau: T
     error = h * sum((hi - lo) * k for hi, lo, k in zip(tableau.b, tableau.b_low, stages, strict=True) if hi != lo)
     return y_new, error, stages
 
+
+#: the smallest adaptive step before :class:`StepSizeUnderflow` (the default ``h_min``).
+H_MIN = 1e-14
 
 STIFF_RATIO = 0.8
 """``h·ρ`` at or above this fraction of the real stability boundary counts as a stability-limited
@@ -234,7 +238,7 @@ def adaptive_step(
     atol: float,
     mask: torch.Tensor,
     h_max: float = math.inf,
-    h_min: float = 1e-14,
+    h_min: float = H_MIN,
 ) -> AdaptiveResult:
     """Steps until one is accepted (error norm ≤ 1), then proposes the next step.
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from landscape.dynamics import flow as flow_module
 from landscape.model.measure import ParticleMeasure
@@ -72,21 +73,26 @@ def test_birth_death_fails_when_a_judged_start_lacks_a_direction(tmp_path, monke
     assert result.metrics["stalled_starts"].value == 1 and result.metrics["rescued_starts"].value == 0
 
 
+def _quick_with_weight_field(tmp_path, monkeypatch, edit):
+    """The quick check with ``edit`` (in place) applied to the weight part ``dp/dt`` of every field evaluation."""
+    original = flow_module.ParticleFlow._field
+
+    def edited(self, y):
+        dy, *rest = original(self, y)
+        dy = dy.clone()
+        edit(self.layout.unpack(dy)[2])
+        return (dy, *rest)
+
+    monkeypatch.setattr(flow_module.ParticleFlow, "_field", edited)
+    out = prepare_evidence_dir(tmp_path / birth_death.CLAIM_ID)
+    return birth_death.check(get_profile("quick"), out, TaskPool()), out
+
+
 @pytest.mark.slow
 def test_birth_death_fails_when_it_makes_the_loss_worse(tmp_path, monkeypatch):
     """The Fisher–Rao weight flow with its sign flipped (mass moves to the worst particles): no start stalls the plain
     flow, but WFR now ends far above the plain flow's gap — a harm, so fail rather than inconclusive."""
-    original = flow_module.ParticleFlow._field
-
-    def ascending_weights(self, y):
-        dy, *rest = original(self, y)
-        dy = dy.clone()
-        self.layout.unpack(dy)[2].neg_()
-        return (dy, *rest)
-
-    monkeypatch.setattr(flow_module.ParticleFlow, "_field", ascending_weights)
-    out = prepare_evidence_dir(tmp_path / birth_death.CLAIM_ID)
-    result = birth_death.check(get_profile("quick"), out, TaskPool())
+    result, out = _quick_with_weight_field(tmp_path, monkeypatch, torch.Tensor.neg_)
     m = {name: metric.value for name, metric in result.metrics.items()}
     assert result.verdict == "fail", m
     assert m["stalled_starts"] == 0 and m["worst_harm"] > 1.0
@@ -100,17 +106,7 @@ def test_birth_death_fails_when_it_makes_the_loss_worse(tmp_path, monkeypatch):
 def test_birth_death_fails_when_switched_off(tmp_path, monkeypatch):
     """α = 0: the Fisher–Rao weight velocity zeroed in the flow, so "WFR" is the plain flow. The scout start still
     stalls and WFR reaches ε no sooner (speed-up 1): fail, not inconclusive."""
-    original = flow_module.ParticleFlow._field
-
-    def frozen_weights(self, y):
-        dy, *rest = original(self, y)
-        dy = dy.clone()
-        self.layout.unpack(dy)[2].zero_()
-        return (dy, *rest)
-
-    monkeypatch.setattr(flow_module.ParticleFlow, "_field", frozen_weights)
-    out = prepare_evidence_dir(tmp_path / birth_death.CLAIM_ID)
-    result = birth_death.check(get_profile("quick"), out, TaskPool())
+    result, _ = _quick_with_weight_field(tmp_path, monkeypatch, torch.Tensor.zero_)
     m = {name: metric.value for name, metric in result.metrics.items()}
     assert result.verdict == "fail", m
     assert m["scout_plateau"] > birth_death.PLATEAU_FRACTION
