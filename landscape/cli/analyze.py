@@ -17,8 +17,10 @@ not converge. Bad input: one ``error:`` line, exit status 2, nothing written.
 included; :mod:`landscape.second_order.spectrum`): ``spectral_density`` = ``{nodes, weights,
 probes, steps, error, hvp_count}`` by stochastic Lanczos quadrature (``--spectrum-probes``
 Rademacher probes, default 16; ``--spectrum-steps`` Lanczos steps each, default 40, capped at
-``n``; probe seed 0) and ``trace`` = ``{value, stderr, probes}`` (Hutchinson, same probes); with
-``--out`` they are in ``analysis.json``, and ``landscape report`` draws the density.
+``n``; probe seed 0) and ``trace`` = ``{value, stderr, probes, method, products, sketch}``
+(``--trace-method hutchinson``, the default: the same probes, no extra product; ``hutch++``:
+Hutch++ with ``--spectrum-probes`` more products, its standard error that of the residual part);
+with ``--out`` they are in ``analysis.json``, and ``landscape report`` draws the density.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ..model.measure import ParticleMeasure
 from ..second_order.classify import analyze
 from ..second_order.operators import WassersteinHessian
 from ..second_order.settings import AnalysisSettings
-from ..second_order.spectrum import DEFAULT_PROBES, DEFAULT_STEPS, spectral_density
+from ..second_order.spectrum import DEFAULT_PROBES, DEFAULT_STEPS, DEFAULT_TRACE_METHOD, TRACE_METHODS, spectral_density
 from .common import check_device, judge_errors
 from .evaluate import warn_order_choice
 
@@ -45,6 +47,8 @@ __all__ = ["register"]
 OUT_ACCEPTS = ("train",)
 #: what ``--out`` receives (committed together, :func:`landscape.io.files.staged_output`).
 OUT_FILES = ("measure.npz", "psi0.npz", "analysis.json")
+#: how the text output names each trace method.
+TRACE_NAMES = {"hutchinson": "Hutchinson", "hutch++": "Hutch++"}
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -60,10 +64,13 @@ def _analyze(args: argparse.Namespace) -> int:
     landscape.check_measure(measure, features=spec.features)
     if args.spectrum_probes < 1 or args.spectrum_steps < 1:
         raise ValueError(f"--spectrum-probes and --spectrum-steps must be ≥ 1, got {args.spectrum_probes} and {args.spectrum_steps}.")
+    if args.trace_method == "hutch++" and args.spectrum_probes < 3:
+        raise ValueError(f"--trace-method hutch++ needs --spectrum-probes ≥ 3, got {args.spectrum_probes}.")
     result = analyze(landscape, measure, settings, refine_first=args.refine)
     report = result.to_dict()
     if args.spectrum:
-        density = spectral_density(WassersteinHessian(landscape, result.measure), args.spectrum_probes, args.spectrum_steps)
+        hessian = WassersteinHessian(landscape, result.measure)
+        density = spectral_density(hessian, args.spectrum_probes, args.spectrum_steps, trace_method=args.trace_method)
         report["spectral_density"] = density.to_dict()
         report["trace"] = density.trace.to_dict()
     evaluation = landscape.evaluate(result.measure, errors=True)  # the error estimates of evaluate's numbers
@@ -123,7 +130,8 @@ def _print_summary(report: dict) -> None:
             ("spectral density (SLQ)", f"{density['probes']} probes × {density['steps']} steps, W1 error ≈ {density['error']['w1_estimate']:.2g}"),
             ("spectrum range", f"[{min(density['nodes']):.6g}, {max(density['nodes']):.6g}]"),
             ("spectral mass below −zero_tol", negative),
-            ("trace (Hutchinson)", f"{report['trace']['value']:.8g} ± {report['trace']['stderr'] or math.nan:.2g}"),
+            (f"trace ({TRACE_NAMES[report['trace']['method']]})",
+             f"{report['trace']['value']:.8g} ± {report['trace']['stderr'] or math.nan:.2g}, {report['trace']['products']} products"),
         ]
     for name, value in rows:
         text = "n/a" if value is None else (f"{value:.12g}" if isinstance(value, float) else str(value))
@@ -145,4 +153,8 @@ def register(subparsers) -> None:
     parser.add_argument("--spectrum", action="store_true", help="the Hessian's whole spectrum (stochastic Lanczos quadrature) and its trace")
     parser.add_argument("--spectrum-probes", type=int, default=DEFAULT_PROBES, help=f"Rademacher probes for --spectrum (default {DEFAULT_PROBES})")
     parser.add_argument("--spectrum-steps", type=int, default=DEFAULT_STEPS, help=f"Lanczos steps per probe for --spectrum (default {DEFAULT_STEPS})")
+    parser.add_argument(
+        "--trace-method", choices=TRACE_METHODS, default=DEFAULT_TRACE_METHOD,
+        help=f"trace estimator for --spectrum (default {DEFAULT_TRACE_METHOD}; hutch++ spends --spectrum-probes more products)",
+    )
     parser.set_defaults(run=_analyze)

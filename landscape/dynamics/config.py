@@ -8,7 +8,8 @@ Keys and defaults (README, "Dynamics: train")::
     [dynamics]   steps = 1000  (or  time = T);  step_size = 0.01;
                  integrator = "euler" | "heun" | "rk4" | "rk23" | "dopri5" | "rosenbrock23";
                  rtol = 1e-6;  atol = 1e-9;  timescale_ratio = "inf" | η;
-                 krylov_rtol = rtol / 10;  krylov_maxiter = 200   (rosenbrock23 only)
+                 krylov_rtol = rtol / 10;  krylov_maxiter = 200;
+                 preconditioner = "deflation" | "none"   (rosenbrock23 only)
                  record_every = 1;  snapshot_every = 0;  checkpoint_every = 100;
                  checkpoint_seconds = 60.0  (also checkpoint when that much wall time passed; 0: off);
                  seed = 0
@@ -57,6 +58,8 @@ BIRTH_DEATH_KINDS = ("none", "wfr", "stochastic")
 PERTURBATION_KINDS = ("none", "isotropic", "hessian")
 #: field engines (:class:`~landscape.dynamics.flow.ParticleFlow`): closed forms where they apply, or autograd.
 ENGINES = ("fast", "reference")
+#: preconditioners of rosenbrock23's GMRES solves (:mod:`.krylov`): deflation of the stiff cluster, or none.
+PRECONDITIONERS = ("deflation", "none")
 SCHEMES = ("landscape", "prompts")
 PRECISIONS = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
@@ -120,6 +123,9 @@ class DynamicsConfig:
         rtol, atol: error tolerances of the adaptive integrators.
         krylov_rtol: relative residual of rosenbrock23's linear solves (None: ``rtol / 10``).
         krylov_maxiter: Jacobian-vector products allowed per linear solve (rosenbrock23).
+        preconditioner: ``deflation`` (each solve right-preconditioned by the largest Ritz
+            values of ``J`` harvested from the step's earlier solves, :mod:`.krylov`) or ``none``
+            (rosenbrock23); the same tolerances and certificates either way.
         timescale_ratio: ``η`` (``math.inf``: Γ = Γ*(µ), the landscape flow).
         record_every, snapshot_every, checkpoint_every: periods in steps (0: never).
         checkpoint_seconds: also checkpoint after the first step that ends this many wall-clock
@@ -142,6 +148,7 @@ class DynamicsConfig:
     atol: float = 1e-9
     krylov_rtol: float | None = None
     krylov_maxiter: int = 200
+    preconditioner: str = "deflation"
     timescale_ratio: float = math.inf
     record_every: int = 1
     snapshot_every: int = 0
@@ -165,10 +172,12 @@ class DynamicsConfig:
         unused = {"scheme"} if self.scheme == "landscape" else set()
         if self.engine == "fast":
             unused |= {"engine"}
+        if self.preconditioner == DynamicsConfig.preconditioner:
+            unused |= {"preconditioner"}
         if not self.adaptive:
             unused |= {"rtol", "atol"}
         if self.integrator != "rosenbrock23":
-            unused |= {"krylov_rtol", "krylov_maxiter"}
+            unused |= {"krylov_rtol", "krylov_maxiter", "preconditioner"}
         table = {key: value for key, value in asdict(self).items() if value is not None and key not in unused}
         if math.isinf(self.timescale_ratio):
             table["timescale_ratio"] = "inf"
@@ -248,7 +257,7 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
     for key in ("rtol", "atol"):
         if key in values and integrator not in ADAPTIVE_INTEGRATORS:
             raise ValueError(f"[dynamics] {key} is only used with an adaptive integrator (rk23, dopri5, rosenbrock23), got {integrator!r}.")
-    for key in ("krylov_rtol", "krylov_maxiter"):
+    for key in ("krylov_rtol", "krylov_maxiter", "preconditioner"):
         if key in values and integrator != "rosenbrock23":
             raise ValueError(f"[dynamics] {key} is only used with integrator = \"rosenbrock23\", got {integrator!r}.")
     krylov_rtol = number(values, "dynamics", "krylov_rtol", None, positive=True)
@@ -270,6 +279,7 @@ def parse_dynamics(raw: dict[str, Any] | None) -> DynamicsConfig:
         atol=number(values, "dynamics", "atol", DynamicsConfig.atol, positive=True),
         krylov_rtol=krylov_rtol,
         krylov_maxiter=integer(values, "dynamics", "krylov_maxiter", DynamicsConfig.krylov_maxiter, 1),
+        preconditioner=choice(values, "dynamics", "preconditioner", PRECONDITIONERS, DynamicsConfig.preconditioner),
         timescale_ratio=math.inf if eta == "inf" else eta,
         record_every=integer(values, "dynamics", "record_every", DynamicsConfig.record_every, 1),
         snapshot_every=integer(values, "dynamics", "snapshot_every", DynamicsConfig.snapshot_every, 0),

@@ -2,16 +2,17 @@ r"""Many independent runs of the particle flow as one batched computation.
 
 :func:`simulate_ensemble` integrates ``B`` runs of the same shape (seeds, initial measures, or
 problems with the same ``M``, ``k``, ``d``) in lock step: the states are stacked into one
-``(B, n)`` tensor, every stage of the Runge–Kutta pair evaluates all running members at once
-(:class:`BatchField`), and the step-size controller of :mod:`.integrators` runs vectorised over
-the members — each with its own step size, its own accept/reject decisions, its own end
-(completed, or stopped because its state became invalid) and its own recorded rows. A claim's
-seeds or a user's sweep thus pay the Python overhead of one run, not ``B``.
+``(B, n)`` numpy array, every stage of the Runge–Kutta pair evaluates all running members at once
+(:class:`BatchField`, called on a tensor view of it), the stages are combined by the one
+arithmetic of :mod:`.integrators`, and the step-size controller runs vectorised over the
+members — each with its own step size, its own accept/reject decisions, its own end (completed,
+or stopped because its state became invalid) and its own recorded rows. A claim's seeds or a
+user's sweep thus pay the Python overhead of one run, not ``B``.
 
 Each member follows exactly the rules of :func:`~landscape.dynamics.simulate.simulate`
 (same controller, same stop conditions, same trajectory columns); only the order of the
-floating-point reductions in the error norm may differ, so a member agrees with its single
-run to rounding and takes the same steps (``tests/dynamics/test_dynamics_ensemble.py``).
+floating-point reductions (the error norm, the entropy) may differ, so a member agrees with its
+single run to rounding and takes the same steps (``tests/dynamics/test_dynamics_ensemble.py``).
 
 Supported: the explicit schemes (fixed step ``euler``/``heun``/``rk4``, adaptive ``rk23``/
 ``dopri5``), fixed weights or the deterministic WFR flow, any η. Perturbations, stochastic
@@ -34,7 +35,7 @@ from ..model.measure import ParticleMeasure
 from .config import DynamicsConfig, parse_dynamics
 from .fast_field import FastField
 from .flow import FieldValue, Layout, ParticleFlow
-from .integrators import H_MIN, TABLEAUS, Tableau
+from .integrators import H_MIN, TABLEAUS, Tableau, _rk_stages
 from .simulate import RunResult, _initial_state
 from .trajectory import COLUMNS, Trajectory
 
@@ -42,6 +43,8 @@ __all__ = ["BatchField", "BatchValue", "ClosedFormBatch", "FlowBatch", "VmapBatc
 
 #: the trajectory columns an ensemble records (:data:`~landscape.dynamics.trajectory.COLUMNS` but ``events``).
 NUMERIC_COLUMNS = tuple(name for name in COLUMNS if name != "events")
+#: the diagnostics of a :class:`BatchValue`, arrays of shape (B,).
+_STATS = ("energy", "loss", "grad_norm", "sigma_min", "sigma_max")
 #: why a member stops, by the problem its new state has.
 STOPS = {
     "nonfinite": "the state or the field is no longer finite",
@@ -194,20 +197,22 @@ class ClosedFormBatch:
     def __init__(self, landscape: AttentionLandscape, layout: Layout, timescale_ratio: float, wfr_rate: float) -> None:
         self.layout = layout
         self.evaluations = 0
-        self.singular_rtol = landscape.singular_rtol
         self._field = FastField(landscape, layout.m, layout.k, layout.d, layout.gamma, timescale_ratio, wfr_rate)
 
     def __call__(self, y: torch.Tensor, members: np.ndarray) -> BatchValue:
         self.evaluations += 1
-        dy, stats, singular = self._field.evaluate_batch(y.detach().numpy(), members)
+        dy, stats, problem = self._field.evaluate_batch(y.detach().numpy(), members)
         energy, loss, grad_sq, sigma_min, sigma_max = stats.T
-        finite = np.isfinite(dy).all(axis=1) & np.isfinite(stats).all(axis=1)
-        problem = np.where(finite, "", "nonfinite").astype(object)
-        problem[finite & ~(sigma_min > self.singular_rtol * sigma_max)] = "singular"
-        problem[singular] = "singular"
-        problem[~members] = "nonfinite"
-        grad_norm = np.sqrt(np.clip(grad_sq, 0.0, None))
-        return BatchValue(torch.from_numpy(dy), energy, loss, grad_norm, sigma_min, sigma_max, problem)
+        return BatchValue(torch.from_numpy(dy), energy, loss, np.sqrt(np.maximum(grad_sq, 0.0)), sigma_min, sigma_max, _PROBLEMS[problem])
+
+
+def _stats(value: BatchValue) -> np.ndarray:
+    """The diagnostics :data:`_STATS` of ``value`` as one array (B, 5)."""
+    return np.column_stack([getattr(value, name) for name in _STATS])
+
+
+#: ``BatchValue.problem`` by code: 0 valid, 1 non-finite, 2 singular.
+_PROBLEMS = np.array(["", "nonfinite", "singular"], dtype=object)
 
 
 def simulate_ensemble(
@@ -275,25 +280,39 @@ def _check_supported(dyn: DynamicsConfig) -> None:
 
 
 class _Lockstep:
-    """The vectorised driver: per-member time, step, step size, offset, status and rows."""
+    """The vectorised driver: per-member time, step, step size, offset, status and rows.
+
+    The bookkeeping is numpy, vectorised over the members: the states ``y`` (B, n), the first
+    stages ``dy`` (B, n) and the diagnostics of the last accepted states (B,) are host arrays
+    (the field is called on tensors, views of them on the CPU), and the rows of an attempt are
+    logged as raw arrays, formed into columns and split into trajectories once at the end.
+    """
 
     def __init__(self, field: BatchField, dyn: DynamicsConfig, y: torch.Tensor, started: float) -> None:
-        self.field, self.dyn, self.y, self.started = field, dyn, y, started
+        self.field, self.dyn, self.started = field, dyn, started
+        self.device = y.device
+        self.y = y.detach().cpu().numpy()
         self.layout = field.layout
         self.tableau: Tableau = TABLEAUS[dyn.integrator]
-        b = y.shape[0]
+        b = self.y.shape[0]
         self.step = np.zeros(b, dtype=np.int64)
         self.time = np.zeros(b)
         self.h = np.full(b, dyn.step_size)
         self.status = np.array(["running"] * b, dtype=object)
         self.message = [""] * b
-        self.rows: list[list[np.ndarray]] = [[] for _ in range(b)]
-        self.mask = self.layout.error_mask(y[0])
-        self.value = field(y, np.ones(b, dtype=bool))
-        bad = ~self.value.valid
+        self.mask = self.layout.error_mask(y[0]).cpu().numpy()
+        tab = self.tableau
+        # first same as last: the last stage is f(y_new), the accepted states' fields are known
+        self.fsal = tuple(tab.a[-1]) == tuple(tab.b[: len(tab.a[-1])]) and tab.b[-1] == 0.0
+        start = self.layout.m * (self.layout.k + self.layout.d)
+        self.p_slice = slice(start, start + self.layout.m)
+        self.log: list[tuple[np.ndarray, ...]] = []
+        value, self.dy = self._evaluate(self.y, np.ones(b, dtype=bool))
+        bad = ~value.valid
         if bad.any():
             raise ValueError(f"members {np.flatnonzero(bad).tolist()} cannot start a run (non-finite or singular Σ_µµ).")
-        self.offset = self.value.energy.copy()
+        self.stats = _stats(value)
+        self.offset = value.energy.copy()
         self._record(np.ones(b, dtype=bool), np.zeros(b))
 
     def run(self) -> list[Trajectory]:
@@ -304,7 +323,12 @@ class _Lockstep:
             if not running.any():
                 break
             self._attempt(running)
-        return [self._trajectory(i) for i in range(self.y.shape[0])]
+        return self._trajectories()
+
+    def _evaluate(self, y: np.ndarray, members: np.ndarray) -> tuple[BatchValue, np.ndarray]:
+        """The field at the rows ``members`` of ``y`` (B, n): its :class:`BatchValue` and ``dy`` as an array (B, n)."""
+        value = self.field(torch.from_numpy(y) if self.device.type == "cpu" else torch.as_tensor(y, device=self.device), members)
+        return value, value.dy.detach().cpu().numpy()
 
     def _done(self) -> np.ndarray:
         if self.dyn.steps is not None:
@@ -319,17 +343,18 @@ class _Lockstep:
         underflow = members & (h < H_MIN)
         self._stop(underflow, "step_size_underflow", lambda i: f"adaptive step size fell to {h[i]:.3e} (below {H_MIN:.1e}).")
         members = members & ~underflow
-        ht = torch.as_tensor(np.where(members, h, 0.0), dtype=self.y.dtype, device=self.y.device)[:, None]
-        stages, last = [self.value.dy], None
-        for row in tab.a[1:]:
-            point = self.y + ht * sum(c * k for c, k in zip(row, stages, strict=False) if c != 0.0)
-            last = self.field(point, members)
-            stages.append(last.dy)
-        y_new = self.y + ht * sum(c * k for c, k in zip(tab.b, stages, strict=True) if c != 0.0)
+        last: list[BatchValue] = []
+
+        def f(point: np.ndarray) -> np.ndarray:
+            value, dy = self._evaluate(point, members)
+            last[:] = [value]
+            return dy
+
+        step = np.where(members, h, 0.0).astype(self.y.dtype)[:, None]  # (B, 1), 0 for members not stepping
+        y_new, error, stages = _rk_stages(f, self.y, self.dy, step, tab)
         accepted = members.copy()
         factor = np.ones_like(h)
-        if tab.b_low is not None:
-            error = ht * sum((hi - lo) * k for hi, lo, k in zip(tab.b, tab.b_low, stages, strict=True) if hi != lo)
+        if error is not None:
             norm = self._error_norm(error, y_new)
             accepted &= norm <= 1.0
             factor = _step_factors(norm, -1.0 / tab.order)
@@ -337,35 +362,38 @@ class _Lockstep:
             self.h[rejected] = h[rejected] * factor[rejected]
         if not accepted.any():
             return
-        fsal = tab.b_low is not None and tuple(tab.a[-1]) == tuple(tab.b[: len(tab.a[-1])]) and tab.b[-1] == 0.0
-        value = last if fsal else self.field(y_new, accepted)
-        self._accept(accepted, y_new, value, h, factor)
+        value, dy = (last[0], stages[-1]) if error is not None and self.fsal else self._evaluate(y_new, accepted)
+        self._accept(accepted, y_new, value, dy, h, factor)
 
-    def _error_norm(self, error: torch.Tensor, y_new: torch.Tensor) -> np.ndarray:
-        scale = self.dyn.atol + self.dyn.rtol * torch.maximum(self.y.abs(), y_new.abs())
-        norm = torch.sqrt(torch.mean((error[:, self.mask] / scale[:, self.mask]) ** 2, dim=1)).cpu().numpy()
-        return np.where(np.isfinite(norm), norm, math.inf)
+    def _error_norm(self, error: np.ndarray, y_new: np.ndarray) -> np.ndarray:
+        """:func:`~landscape.dynamics.integrators.error_norm` of every member, shape (B,) (``inf`` where not finite)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = np.abs(self.y[:, self.mask])
+            np.maximum(scale, np.abs(y_new[:, self.mask]), out=scale)
+            scale *= self.dyn.rtol
+            scale += self.dyn.atol
+            ratio = error[:, self.mask]
+            ratio /= scale
+            norm = np.sqrt(np.einsum("ij,ij->i", ratio, ratio) / ratio.shape[1])
+        norm[~np.isfinite(norm)] = math.inf
+        return norm
 
-    def _accept(self, accepted: np.ndarray, y_new: torch.Tensor, value: BatchValue, h: np.ndarray, factor: np.ndarray) -> None:
-        """Advance the accepted members, stop the invalid ones, record rows."""
-        for problem, why in STOPS.items():
-            self._stop(accepted & (value.problem == problem), problem, lambda i, why=why: why)
-        p = y_new[:, self._p_slice()]
-        negative = accepted & value.valid & (p <= 0).any(dim=1).cpu().numpy()
+    def _accept(self, accepted: np.ndarray, y_new: np.ndarray, value: BatchValue, dy: np.ndarray, h: np.ndarray, factor: np.ndarray) -> None:
+        """Advance the accepted members (new states ``y_new`` with fields ``dy``, (B, n)), stop the invalid ones, record rows."""
+        valid = accepted & value.valid
+        if (accepted & ~valid).any():
+            for problem, why in STOPS.items():
+                self._stop(accepted & (value.problem == problem), problem, lambda i, why=why: why)
+        negative = valid & (y_new[:, self.p_slice] <= 0).any(axis=1)
         self._stop(negative, "negative_weight", lambda i: "a weight p_i reached zero or below; take a smaller step_size")
-        good = accepted & value.valid & ~negative
-        index = torch.as_tensor(good, device=self.y.device)
-        self.y = torch.where(index[:, None], y_new, self.y)
-        self.value = _merge(self.value, value, good)
-        self.step[good] += 1
-        self.time[good] += h[good]
-        self.h[good] = h[good] * factor[good] if self.tableau.b_low is not None else self.dyn.step_size
+        good = valid & ~negative
+        np.copyto(self.y, y_new, where=good[:, None])
+        np.copyto(self.dy, dy, where=good[:, None])
+        np.copyto(self.stats, _stats(value), where=good[:, None])
+        self.step += good
+        np.add(self.time, h, out=self.time, where=good)
+        np.copyto(self.h, h * factor if self.tableau.b_low is not None else self.dyn.step_size, where=good)
         self._record(good & (self._done() | (self.step % self.dyn.record_every == 0)), h)
-
-    def _p_slice(self) -> slice:
-        lay = self.layout
-        start = lay.m * (lay.k + lay.d)
-        return slice(start, start + lay.m)
 
     def _stop(self, members: np.ndarray, status: str, why) -> None:
         for i in np.flatnonzero(members):
@@ -373,25 +401,31 @@ class _Lockstep:
             self.message[i] = f"stopped at step {self.step[i] + 1} (t = {self.time[i]:.6g}): {why(i)}"
 
     def _record(self, members: np.ndarray, h: np.ndarray) -> None:
-        """Append a row (the values of :data:`NUMERIC_COLUMNS`) to each member in ``members``, with step sizes ``h`` (B,)."""
+        """Log a row of each member in ``members``, with step sizes ``h`` (B,): the raw values
+        (member, step, time, step size, ``D``, diagnostics, weights) from which
+        :meth:`_trajectories` forms the :data:`NUMERIC_COLUMNS` of all rows at once."""
         index = np.flatnonzero(members)
-        if index.size == 0:
-            return
-        v = self.value
-        y = self.y[torch.as_tensor(index, device=self.y.device)].cpu().numpy()
-        p = y[:, self._p_slice()]
+        if index.size:
+            y = self.y[index]
+            self.log.append((index, self.step[index], self.time[index], h[index], y[:, -1], self.stats[index], y[:, self.p_slice]))
+
+    def _trajectories(self) -> list[Trajectory]:
+        """Every member's :class:`Trajectory`, from the logged rows (in the order they were logged)."""
+        index, step, time, h, dissipated, stats, p = (np.concatenate(part) for part in zip(*self.log, strict=True))
+        energy, loss, grad_norm, sigma_min, sigma_max = stats.T
         q = p / p.sum(axis=1, keepdims=True)
         entropy = -np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)
         table = np.stack([
-            self.step[index].astype(float), self.time[index], v.loss[index], v.energy[index], v.grad_norm[index],
-            v.sigma_min[index], v.sigma_max[index] / v.sigma_min[index], entropy,
-            v.energy[index] - self.offset[index] + y[:, -1], h[index],
+            step.astype(float), time, loss, energy, grad_norm, sigma_min, sigma_max / sigma_min, entropy,
+            energy - self.offset[index] + dissipated, h,
         ], axis=1)
-        for i, row in zip(index, table, strict=True):
-            self.rows[i].append(row)
+        order = np.argsort(index, kind="stable")
+        ends = np.cumsum(np.bincount(index, minlength=self.y.shape[0]))
+        per_member = np.split(table[order], ends[:-1])
+        return [self._trajectory(i, rows) for i, rows in enumerate(per_member)]
 
-    def _trajectory(self, i: int) -> Trajectory:
-        rows = np.stack(self.rows[i])
+    def _trajectory(self, i: int, rows: np.ndarray) -> Trajectory:
+        """Member ``i``'s trajectory from its rows (R, columns)."""
         columns = dict(zip(NUMERIC_COLUMNS, rows.T, strict=True))
         status = str(self.status[i])
         loss, grad_norm = float(columns["loss"][-1]), float(columns["grad_norm"][-1])
@@ -403,23 +437,13 @@ class _Lockstep:
         final = None
         if status == "completed":
             a, w, p, gamma, _ = self.layout.unpack(self.y[i])
-            final = {"a": a.cpu().numpy(), "w": w.cpu().numpy(), "p": (p / p.sum()).cpu().numpy()}
+            final = {"a": a.copy(), "w": w.copy(), "p": p / p.sum()}
             if gamma is not None:
-                final["gamma"] = gamma.cpu().numpy()
+                final["gamma"] = gamma.copy()
         return Trajectory(columns, [""] * len(rows), result, final)
-
-
 def _step_factors(norm: np.ndarray, exponent: float) -> np.ndarray:
     """:func:`~landscape.dynamics.integrators.step_factor` of every member: ``clip(0.9·norm^exponent, 0.2, 5)``
     (5 at ``norm = 0``, 0.2 at ``norm = inf``); ``norm`` of shape (B,)."""
     with np.errstate(divide="ignore", over="ignore"):
         factor = np.clip(0.9 * norm**exponent, 0.2, 5.0)
     return np.where(norm == 0.0, 5.0, np.where(np.isfinite(norm), factor, 0.2))
-
-
-def _merge(old: BatchValue, new: BatchValue, rows: np.ndarray) -> BatchValue:
-    """``old`` with the members ``rows`` taken from ``new``."""
-    index = torch.as_tensor(rows, device=old.dy.device)[:, None]
-    pick = {name: np.where(rows, getattr(new, name), getattr(old, name))
-            for name in ("energy", "loss", "grad_norm", "sigma_min", "sigma_max", "problem")}
-    return BatchValue(dy=torch.where(index, new.dy, old.dy), **pick)

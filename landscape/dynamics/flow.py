@@ -19,9 +19,11 @@ integration :meth:`ParticleFlow.linearize` keeps that pass's graph and returns t
 Jacobian-vector product ``v ↦ (∂f/∂y) v`` (every row, ``D``'s included), never a matrix.
 
 Two engines compute the same field: ``"reference"``, the autograd path above, and ``"fast"``
-(the default), the closed forms of :mod:`.fast_field` (exact backend, erf or relu without a
-bias, ``N = ∞``; tested against the reference to rounding). Where the closed forms do not
-apply, ``"fast"`` runs the reference path: :attr:`ParticleFlow.engine` says which one runs.
+(the default), the closed forms of :mod:`.fast_field` (exact backend without a bias column,
+``N = ∞``: erf/ReLU kernels in closed form, every other activation through its Mehler series
+in closed form; tested against the reference to rounding). Where the closed forms do not
+apply, ``"fast"`` runs the reference path: :attr:`ParticleFlow.engine` says which one runs. On
+the ``monte_carlo`` backend ``"fast"`` runs :mod:`.sampled_field` (GEMMs on the fixed sample; engine ``"sampled"``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import torch
 from ..landscape import AttentionLandscape
 from .config import ENGINES
 from .fast_field import FastEvaluation, FastField, unsupported
+from .sampled_field import SampledField
+from .sampled_field import unsupported as sampled_unsupported
 
 __all__ = ["Layout", "FieldValue", "Linearization", "ParticleFlow"]
 
@@ -116,7 +120,9 @@ class FieldValue:
     def finite(self) -> bool:
         """Whether every number here is finite."""
         scalars = (self.energy, self.loss, self.grad_norm, self.rate, self.sigma_min, self.sigma_max)
-        return bool(torch.isfinite(self.dy).all()) and all(math.isfinite(x) for x in scalars)
+        dy = self.dy.detach()
+        finite = np.isfinite(dy.numpy()).all() if dy.device.type == "cpu" else torch.isfinite(dy).all()  # numpy: a tenth of torch's cost on a tiny state
+        return bool(finite) and all(math.isfinite(x) for x in scalars)
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,8 @@ class ParticleFlow:
         engine: ``"fast"`` (closed forms where they apply, else the reference) or ``"reference"``.
 
     Attributes:
-        engine: the engine that runs, ``"fast"`` or ``"reference"``.
+        engine: the engine that runs, ``"fast"``, ``"sampled"`` (``"fast"`` asked for on the
+            ``monte_carlo`` backend: :mod:`.sampled_field`) or ``"reference"``.
         fallback: why ``"fast"`` was asked for but the reference runs (one line), else None.
 
     Raises:
@@ -172,7 +179,9 @@ class ParticleFlow:
         self._fast = None
         if engine == "fast" and self.fallback is None:
             self._fast = FastField(landscape, layout.m, layout.k, layout.d, layout.gamma, timescale_ratio, wfr_rate)
-        self.engine = "fast" if self._fast is not None else "reference"
+        elif engine == "fast" and sampled_unsupported(landscape) is None:  # the monte_carlo backend: GEMMs (.sampled_field)
+            self._fast, self.fallback = SampledField(landscape, layout.m, layout.k, layout.d, layout.gamma, self._assemble), None
+        self.engine = "reference" if self._fast is None else "sampled" if isinstance(self._fast, SampledField) else "fast"
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         """``f(y)``, a tensor of the state's shape."""

@@ -23,6 +23,11 @@ for ``dopri5``) as ``AdaptiveResult.stiffness``, from stages already computed (n
 evaluation). A ratio near 1 means the step is held by stability, not accuracy (the controller
 oscillates around 1 there); :data:`STIFF_RATIO` is the threshold the driver uses.
 
+Every function here takes states either as torch tensors or as numpy arrays (the same
+arithmetic, in the same order, on either): the driver integrates the fast engine's numpy field
+on numpy arrays, where one elementwise operation on a tiny state costs a fraction of torch's
+dispatch, and the reference engine's on tensors (any device and dtype).
+
 Example:
     >>> import torch
     >>> y1, _ = rk_step(lambda y: -y, torch.ones(1), -torch.ones(1), 0.1, TABLEAUS["rk4"])
@@ -37,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -54,7 +60,9 @@ __all__ = [
     "H_MIN",
 ]
 
-Field = Callable[[torch.Tensor], torch.Tensor]
+#: a state or a field value: a torch tensor, or a numpy array (see the module docstring).
+Array = torch.Tensor | np.ndarray
+Field = Callable[[Array], Array]
 
 
 class StepSizeUnderflow(ArithmeticError):
@@ -109,11 +117,12 @@ TABLEAUS: dict[str, Tableau] = {
 }
 
 
-def rk_step(f: Field, y: torch.Tensor, k1: torch.Tensor, h: float, tableau: Tableau) -> tuple[torch.Tensor, torch.Tensor | None]:
+def rk_step(f: Field, y: Array, k1: Array, h: float, tableau: Tableau) -> tuple[Array, Array | None]:
     """One explicit Runge–Kutta step.
 
     Args:
-        f: the field; y: the state (any shape); k1: ``f(y)``; h: the step; tableau: the scheme.
+        f: the field; y: the state (any shape; a tensor, or a numpy array with ``f`` on arrays);
+        k1: ``f(y)``; h: the step; tableau: the scheme.
 
     Returns:
         ``(y_new, error)``: the new state and, for an embedded pair, the error estimate
@@ -123,17 +132,32 @@ def rk_step(f: Field, y: torch.Tensor, k1: torch.Tensor, h: float, tableau: Tabl
     return y_new, error
 
 
-def _rk_stages(f: Field, y: torch.Tensor, k1: torch.Tensor, h: float, tableau: Tableau):
+def _rk_stages(f: Field, y: Array, k1: Array, h: float, tableau: Tableau):
     """:func:`rk_step` that also hands back the list of stages ``k_1 … k_s``."""
-    stages = [k1]
-    for row in tableau.a[1:]:
-        increment = sum(coef * k for coef, k in zip(row, stages, strict=True) if coef != 0.0)
-        stages.append(f(y + h * increment))
-    y_new = y + h * sum(coef * k for coef, k in zip(tableau.b, stages, strict=True) if coef != 0.0)
-    if tableau.b_low is None:
-        return y_new, None, stages
-    error = h * sum((hi - lo) * k for hi, lo, k in zip(tableau.b, tableau.b_low, stages, strict=True) if hi != lo)
-    return y_new, error, stages
+    with np.errstate(over="ignore", invalid="ignore"):  # a blow-up on arrays ends as on tensors: non-finite, no warning
+        stages = [k1]
+        for row in tableau.a[1:]:
+            stages.append(f(y + h * _combination(row, stages)))
+        y_new = y + h * _combination(tableau.b, stages)
+        if tableau.b_low is None:
+            return y_new, None, stages
+        return y_new, h * _combination(_error_weights(tableau), stages), stages
+
+
+def _combination(coefficients: tuple[float, ...], stages: list[Array]) -> Array:
+    """``Σ_j c_j k_j`` over the nonzero ``c_j``, added in order (``1·k`` is ``k``); at least one ``c_j ≠ 0``."""
+    total = None
+    for c, k in zip(coefficients, stages, strict=True):
+        if c != 0.0:
+            term = k if c == 1.0 else c * k
+            total = term if total is None else total + term
+    return total
+
+
+@functools.lru_cache(maxsize=None)
+def _error_weights(tableau: Tableau) -> tuple[float, ...]:
+    """``b − b_low``: the stage weights of the error estimate ``y_new − y_low`` (over ``h``)."""
+    return tuple(hi - lo for hi, lo in zip(tableau.b, tableau.b_low, strict=True))
 
 
 #: the smallest adaptive step before :class:`StepSizeUnderflow` (the default ``h_min``).
@@ -180,18 +204,30 @@ def real_stability_boundary(tableau: Tableau) -> float:
     return lo
 
 
-def _stiffness(stages: list[torch.Tensor], h: float, tableau: Tableau, mask: torch.Tensor) -> float | None:
+@functools.lru_cache(maxsize=None)
+def _probe_weights(tableau: Tableau) -> tuple[float, ...]:
+    """``dᵀA``: the stage weights of ``Σ_j d_j Y_j = h Σ_l (dᵀA)_l k_l`` (``d = tableau.probe``)."""
+    d = tableau.probe
+    s = len(tableau.b)
+    a = [list(row) + [0.0] * (s - len(row)) for row in tableau.a]
+    return tuple(sum(d[j] * a[j][l] for j in range(s)) for l in range(s))
+
+
+def _norm(x: Array) -> float:
+    """The Euclidean norm of the vector ``x`` (a tensor or a numpy array): ``√(x·x)``."""
+    return math.sqrt(float(x @ x))
+
+
+def _stiffness(stages: list[Array], h: float, tableau: Tableau, mask: Array) -> float | None:
     """``h·ρ / boundary`` from the stage combination ``tableau.probe``, or None when its points coincide."""
     d = tableau.probe
     if d is None:
         return None
-    s = len(stages)
-    a = [list(row) + [0.0] * (s - len(row)) for row in tableau.a]
-    weights = [sum(d[j] * a[j][l] for j in range(s)) for l in range(s)]  # Σ_j d_j Y_j = h Σ_l (dᵀA)_l k_l
-    gap = h * sum(w * k for w, k in zip(weights, stages, strict=True) if w != 0.0)
-    change = sum(c * k for c, k in zip(d, stages, strict=True) if c != 0.0)
-    distance = float(torch.linalg.vector_norm(gap[mask]))
-    difference = float(torch.linalg.vector_norm(change[mask]))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow gives no estimate, not a warning
+        gap = h * _combination(_probe_weights(tableau), stages)
+        change = _combination(d, stages)
+        distance = _norm(gap[mask])
+        difference = _norm(change[mask])
     if not (distance > 0.0 and math.isfinite(distance) and math.isfinite(difference)):
         return None
     return h * difference / distance / real_stability_boundary(tableau)
@@ -204,7 +240,7 @@ class AdaptiveResult:
     (explicit pairs only) the stiffness ratio ``h·ρ / boundary`` of the accepted step — ≈ 1 when
     the step is held at its stability limit; None where the scheme gives no estimate."""
 
-    y: torch.Tensor
+    y: Array
     h: float
     h_next: float
     rejected: int
@@ -212,10 +248,16 @@ class AdaptiveResult:
     stiffness: float | None = None
 
 
-def error_norm(error: torch.Tensor, y: torch.Tensor, y_new: torch.Tensor, rtol: float, atol: float, mask: torch.Tensor) -> float:
-    """RMS over ``mask`` of ``error / (atol + rtol·max(|y|, |y_new|))``; ``inf`` when not finite."""
-    scale = atol + rtol * torch.maximum(y.abs(), y_new.abs())
-    norm = float(torch.sqrt(torch.mean((error[mask] / scale[mask]) ** 2)))
+def error_norm(error: Array, y: Array, y_new: Array, rtol: float, atol: float, mask: Array) -> float:
+    """RMS over ``mask`` of ``error / (atol + rtol·max(|y|, |y_new|))``; ``inf`` when not finite.
+
+    All four arrays are torch tensors, or all numpy arrays (``mask`` boolean, of ``y``'s shape).
+    """
+    maximum = np.maximum if isinstance(y, np.ndarray) else torch.maximum
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite state is answered by inf, not a warning
+        scale = atol + rtol * maximum(abs(y), abs(y_new))
+        ratio = error[mask] / scale[mask]
+        norm = _norm(ratio) / math.sqrt(ratio.shape[0])
     return norm if math.isfinite(norm) else math.inf
 
 
@@ -230,13 +272,13 @@ def step_factor(norm: float, exponent: float) -> float:
 
 def adaptive_step(
     f: Field,
-    y: torch.Tensor,
-    k1: torch.Tensor,
+    y: Array,
+    k1: Array,
     h: float,
     tableau: Tableau,
     rtol: float,
     atol: float,
-    mask: torch.Tensor,
+    mask: Array,
     h_max: float = math.inf,
     h_min: float = H_MIN,
 ) -> AdaptiveResult:
@@ -248,7 +290,8 @@ def adaptive_step(
     Args:
         f, y, k1, tableau: as in :func:`rk_step` (``tableau`` must be an embedded pair).
         h: the trial step.
-        rtol, atol: tolerances; mask: boolean tensor of ``y``'s shape, the components in the norm.
+        rtol, atol: tolerances; mask: boolean array (tensor or numpy, as ``y``) of ``y``'s shape,
+            the components in the norm.
         h_max: the largest step allowed (to land on a final time).
         h_min: below this step :class:`StepSizeUnderflow` is raised.
 

@@ -38,9 +38,23 @@ batch that step ``s + 1`` trains on (a batch drawn for evaluation after the last
 of ``Σ_µµ``, and ``gamma_distance`` = ``‖Γ(W_s) − Γ*(µ_s)‖_F``. The exact columns are in
 float64 whatever ``precision`` the model trains in.
 
-**Determinism.** The training set and the run's generator come from ``SeedSequence(seed)``;
-the state (parameters, step) and the generator are all the future depends on, so a checkpoint
-(taken between two steps, before the next batch is drawn) resumes bit for bit.
+**Determinism.** The training set and the run's generator are the two children of
+``SeedSequence(seed)``. The set is never stored: prompt ``i`` is regenerated on demand from the
+``i``-th child of the first (:func:`~landscape.model.attention.indexed_prompts`), so the paper's
+10 000 prompts of 1 001 inputs cost no memory and every epoch sees the same prompts. The state
+(parameters, step) and the run's generator (which draws the batch's indices, or the online
+prompts) are all the future depends on, so a checkpoint (taken between two steps, before the
+next batch is drawn) resumes bit for bit.
+
+**Cost.** A step is batched over prompts: the MLP's features of all ``B(N+1)`` inputs in one
+matrix product, and the attention's prediction from the query's column alone
+(:meth:`~landscape.model.attention.LinearSelfAttention.predict`, O(B N k²)). The exact columns
+of a row (``L_N``, the stationarity residual through autograd, ``λ(Σ_µµ)``, ``Γ*``) are
+evaluated only on recorded rows (``[dynamics] record_every``). Measured at the paper's sizes
+(d = 20, k = 5, M = 500 sigmoid, N = 1000, float64, one thread of the loaded 2-core box,
+2026-11-30): a step of ``B = 32`` prompts ≈ 0.7 s (the MLP's 32 032 × 500 features and their
+backward pass; the whole score matrix took 1.4 s); a row ≈ 0.7 s with 20 000 fourth-moment
+samples for ``Q_µ`` (3 s with the default 200 000, the stationarity residual dominating).
 """
 
 from __future__ import annotations
@@ -53,16 +67,26 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ..io.problem import ProblemSpec
 from ..landscape import AttentionLandscape, PrecisionWarning
-from ..model.attention import LinearSelfAttention, prompt_losses, sample_prompts
+from ..model.attention import LinearSelfAttention, indexed_prompts, prompt_losses, sample_prompts
 from ..model.measure import ParticleMeasure
 from .config import DynamicsConfig, PromptsConfig
 from .simulate import Observer, RunResult
 from .trajectory import Trajectory
 
-__all__ = ["COLUMNS", "PromptState", "PromptInfo", "PromptTrainer", "prompt_landscape", "simulate_prompts"]
+__all__ = [
+    "COLUMNS",
+    "PromptState",
+    "PromptInfo",
+    "PromptTrainer",
+    "StepLimit",
+    "prompt_landscape",
+    "simulate_prompts",
+    "step_limit",
+]
 
 #: trajectory columns of a prompts run (module docstring).
 COLUMNS = (
@@ -187,16 +211,15 @@ class PromptTrainer:
         self.landscape = landscape
         self.state, self.rng = state, rng
         self.layer = LinearSelfAttention(spec.features, self.dtype).to(prompts.device)
-        self.train_set = self._training_set()
+        self.set_seed = self._streams(prompts.seed)[0]
         self.info = PromptInfo(math.nan, math.nan)
         self.first_step = state.step
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def _seeds(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
-        """(the training set's generator, the run's generator), independent streams of ``seed``."""
-        set_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
-        return np.random.default_rng(set_seq), np.random.default_rng(run_seq)
+    def _streams(seed: int) -> list[np.random.SeedSequence]:
+        """[the training set's seed, the run generator's seed]: the two children of ``SeedSequence(seed)``."""
+        return np.random.SeedSequence(seed).spawn(2)
 
     @classmethod
     def fresh(cls, spec: ProblemSpec, measure: ParticleMeasure, prompts: PromptsConfig, dynamics: DynamicsConfig) -> PromptTrainer:
@@ -216,7 +239,7 @@ class PromptTrainer:
         state = PromptState(
             *(t.to(dtype) for t in (a, w, p, layer.w_kq.detach(), layer.w_pv.detach())), step=0, time=0.0, h=prompts.learning_rate
         )
-        return cls(spec, prompts, dynamics, state, cls._seeds(prompts.seed)[1], landscape)
+        return cls(spec, prompts, dynamics, state, np.random.default_rng(cls._streams(prompts.seed)[1]), landscape)
 
     @classmethod
     def from_checkpoint(
@@ -232,24 +255,16 @@ class PromptTrainer:
         state = PromptState.from_flat(y, spec.features, d, step, step * prompts.learning_rate, prompts.learning_rate, dtype, prompts.device)
         return cls(spec, prompts, dynamics, state, rng, prompt_landscape(spec, prompts))
 
-    def _training_set(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The fixed training set ``x`` (P, N+1, d), ``y`` (P, N+1), or None online."""
-        if self.prompts.train_prompts is None:
-            return None
-        rng = self._seeds(self.prompts.seed)[0]
-        return self._sample(rng, self.prompts.train_prompts)
-
-    def _sample(self, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.spec
-        return sample_prompts(rng, count, self.prompts.length, s.law, s.teacher, s.noise, self.dtype, self.prompts.device)
-
     # --------------------------------------------------------------------- one step
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch (B prompts): fresh ones online, else drawn without replacement from the training set."""
-        if self.train_set is None:
-            return self._sample(self.rng, self.prompts.batch)
-        index = torch.as_tensor(self.rng.choice(self.prompts.train_prompts, self.prompts.batch, replace=False), device=self.prompts.device)
-        return self.train_set[0][index], self.train_set[1][index]
+        """The next batch, ``x`` (B, N+1, d) and ``y`` (B, N+1): fresh prompts online, else ``B`` indices
+        drawn without replacement from the fixed training set, each prompt regenerated from its index
+        (:func:`~landscape.model.attention.indexed_prompts`, the first child of ``SeedSequence(seed)``)."""
+        s, pr = self.spec, self.prompts
+        if pr.train_prompts is None:
+            return sample_prompts(self.rng, pr.batch, pr.length, s.law, s.teacher, s.noise, self.dtype, pr.device)
+        index = self.rng.choice(pr.train_prompts, pr.batch, replace=False)
+        return indexed_prompts(self.set_seed, index, pr.length, s.law, s.teacher, s.noise, self.dtype, pr.device)
 
     def losses_and_gradients(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Per-prompt losses (B,) at the current state and ``∂L̂/∂(a, w, W^{KQ}, W^{PV})`` of their mean."""
@@ -386,3 +401,75 @@ def simulate_prompts(
     columns = {name: np.array([float(r[name]) for r in collector.rows]) for name in COLUMNS}
     final = trainer.final_arrays() if status == "completed" else None
     return Trajectory(columns, [""] * len(collector.rows), trainer.result(status, message, wallclock.perf_counter() - started), final)
+
+
+@dataclass(frozen=True)
+class StepLimit:
+    """How stiff an SGD step of the real model is at a measure (:func:`step_limit`).
+
+    Attributes:
+        curvature: ``λ_max(P^{-1/2} ∇²_θ L(µ, Γ) P^{-1/2})`` at fixed ``Γ = Γ*(µ)``, ``P = diag(p_i)``.
+        step: ``2 / curvature``, the largest stable explicit step ``δt``.
+        gamma_norm: ``‖Γ*(µ)‖_F``.
+        gamma_rate: ``‖dΓ*(µ_t)/dt‖_F`` along the landscape flow (``θ̇_i = −∇_θ δL_N/δµ(θ_i)``).
+        products: Hessian-vector products the Lanczos iteration took.
+    """
+
+    curvature: float
+    step: float
+    gamma_norm: float
+    gamma_rate: float
+    products: int
+
+    @property
+    def gamma_time(self) -> float:
+        """``‖Γ*‖ / ‖dΓ*/dt‖``: the time in which ``Γ*(µ_t)`` moves by its own size."""
+        return self.gamma_norm / self.gamma_rate
+
+
+def step_limit(landscape: AttentionLandscape, measure: ParticleMeasure, tol: float = 1e-3) -> StepLimit:
+    r"""The explicit-step limit of SGD on the real model at ``measure`` (``a`` (M, k), ``w`` (M, d), ``p`` (M,)).
+
+    One step moves particle ``i`` by ``−(δt/p_i) ∂L̂/∂θ_i`` (module docstring): in expectation, at
+    ``W`` fixed with ``Γ(W) = Γ*(µ)``, an explicit Euler step of ``θ̇ = −P^{-1}∇_θ F`` for
+    ``F(θ) = L(µ_θ, Γ)`` (docs/theory.md §5–6), stable along every direction only while
+    ``δt < 2/λ_max(P^{-1}∇²F)``. The joint step on ``(θ, W)`` is at least as stiff, whatever
+    ``attention_rate`` (the particle block of its Jacobian is ``P^{-1}∇²F``, so the whole
+    Jacobian's largest eigenvalue is at least this one); the landscape flow's own field
+    (``Γ = Γ*(µ)`` at every instant) is not bound by it. ``λ_max`` by Lanczos
+    (``scipy.sparse.linalg.eigsh``, relative tolerance ``tol``) on the symmetric
+    ``P^{-1/2}∇²F P^{-1/2}`` with Hessian-vector products by autograd; ``dΓ*/dt`` by a
+    forward-mode product of ``Γ*`` along the flow's velocity.
+
+    Raises:
+        ValueError: a measure that does not fit the landscape.
+    """
+    landscape.check_measure(measure)
+    a, w, p = measure.tensors(landscape.dtype, landscape.device)
+    k = a.shape[1]
+    theta = torch.cat([a, w], dim=1)
+    scale = p.rsqrt()[:, None]
+    with torch.no_grad():
+        gamma = landscape.gamma_star(a, w, p)
+
+    def energy(t: torch.Tensor) -> torch.Tensor:
+        return landscape.loss_with_gamma(t[:, :k], t[:, k:], p, gamma)
+
+    count = 0
+
+    def product(v: np.ndarray) -> np.ndarray:
+        nonlocal count
+        count += 1
+        direction = torch.as_tensor(v.reshape(theta.shape), dtype=theta.dtype, device=theta.device) * scale
+        _, hv = torch.autograd.functional.hvp(energy, theta, direction)
+        return (hv * scale).reshape(-1).cpu().numpy()
+
+    size = theta.numel()
+    operator = LinearOperator((size, size), matvec=product, dtype=np.float64)
+    start = np.random.default_rng(0).standard_normal(size)
+    curvature = float(eigsh(operator, k=1, which="LA", tol=tol, v0=start, return_eigenvectors=False)[0])
+    velocity = landscape.velocity(a, w, p)
+    _, rate = torch.autograd.functional.jvp(
+        lambda t: landscape.gamma_star(t[:, :k], t[:, k:], p), theta, -velocity
+    )
+    return StepLimit(curvature, 2.0 / curvature, float(torch.linalg.matrix_norm(gamma)), float(torch.linalg.matrix_norm(rate)), count)

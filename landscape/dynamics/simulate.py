@@ -16,6 +16,7 @@ step that underflows) ends the run with that status; non-convergence is data, no
 
 from __future__ import annotations
 
+import functools
 import math
 import time as wallclock
 from dataclasses import dataclass
@@ -338,7 +339,7 @@ def _checked(flow: ParticleFlow, y: torch.Tensor, landscape: AttentionLandscape)
         raise _Stop("nonfinite", "the state or the field is no longer finite")
     if not info.sigma_min > landscape.singular_rtol * info.sigma_max:
         raise _Stop("singular", f"Σ_µµ became singular (λ_min = {info.sigma_min:.3e}, λ_max = {info.sigma_max:.3e})")
-    if bool((flow.layout.unpack(y)[2] <= 0).any()):
+    if bool((flow.layout.unpack(_host(y))[2] <= 0).any()):
         raise _Stop("negative_weight", "a weight p_i reached zero or below; take a smaller step_size")
     return info
 
@@ -380,15 +381,11 @@ def _advance(
                 h_max,
                 krylov_rtol=dyn.krylov_rtol,
                 krylov_maxiter=dyn.krylov_maxiter,
+                preconditioner=dyn.preconditioner,
             )
             y, h_used, h_next = result.y, result.h, result.h_next
-        elif dyn.adaptive:
-            mask = layout.error_mask(state.y)
-            result = adaptive_step(flow, state.y, info.dy, state.h, TABLEAUS[dyn.integrator], dyn.rtol, dyn.atol, mask, h_max)
-            y, h_used, h_next, stiffness = result.y, result.h, result.h_next, result.stiffness
         else:
-            h_used, h_next = min(dyn.step_size, h_max), dyn.step_size
-            y, _ = rk_step(flow, state.y, info.dy, h_used, TABLEAUS[dyn.integrator])
+            y, h_used, h_next, stiffness = _explicit_step(flow, layout, dyn, state, info, h_max)
         if dyn.birth_death.kind == "stochastic":
             y, jump, counts = _birth_death(flow, layout, y, info, dyn.birth_death.rate, h_used, rng)
             state.offset += jump
@@ -435,11 +432,48 @@ def _birth_death(flow: ParticleFlow, layout: Layout, y, info: FieldValue, rate: 
     return y_new, flow.energy(y_new) - before, (deaths, births)
 
 
+def _explicit_step(flow: ParticleFlow, layout: Layout, dyn: DynamicsConfig, state: FlowState, info: FieldValue, h_max: float):
+    """One step of an explicit scheme from ``state``: ``(y_new, h_used, h_next, stiffness)``.
+
+    Where the closed forms run (the fast engine, a CPU float64 state), the stages are numpy
+    arrays (views of the tensors, no copies) and the field the closed-form one, so that one
+    step costs its field evaluations plus a few microseconds of arithmetic; otherwise the
+    integrator works on the tensors. The arithmetic is the same (:mod:`.integrators`).
+    """
+    tableau = TABLEAUS[dyn.integrator]
+    f, y, k1 = flow, state.y, info.dy
+    on_numpy = flow._takes_fast(y)
+    if on_numpy:
+        f, y, k1 = (lambda z: flow(torch.from_numpy(z)).numpy()), y.numpy(), k1.numpy()
+    if dyn.adaptive:
+        mask = _numpy_mask(layout) if on_numpy else layout.error_mask(y)
+        result = adaptive_step(f, y, k1, state.h, tableau, dyn.rtol, dyn.atol, mask, h_max)
+        y_new, h_used, h_next, stiffness = result.y, result.h, result.h_next, result.stiffness
+    else:
+        h_used, h_next, stiffness = min(dyn.step_size, h_max), dyn.step_size, None
+        y_new, _ = rk_step(f, y, k1, h_used, tableau)
+    return (torch.from_numpy(y_new) if on_numpy else y_new), h_used, h_next, stiffness
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_mask(layout: Layout) -> np.ndarray:
+    """:meth:`Layout.error_mask` as a read-only numpy array (built once per layout)."""
+    mask = layout.error_mask(torch.zeros(layout.size, dtype=torch.float64)).numpy()
+    mask.flags.writeable = False
+    return mask
+
+
+def _host(y: torch.Tensor) -> np.ndarray:
+    """``y`` as a numpy array: a view of a CPU tensor, a copy of another."""
+    return y.detach().cpu().numpy()
+
+
 def _row(layout: Layout, state: FlowState, info: FieldValue, h: float, events: list[str]) -> dict[str, Any]:
     """The trajectory row of ``state`` (keys :data:`~landscape.dynamics.trajectory.COLUMNS`)."""
-    _, _, p, _, dissipated = layout.unpack(state.y)
-    q = (p / p.sum()).cpu().numpy()
-    entropy = float(-(q[q > 0] * np.log(q[q > 0])).sum())
+    _, _, p, _, dissipated = layout.unpack(_host(state.y))
+    q = p / p.sum()
+    q = q[q > 0]
+    entropy = -float(q @ np.log(q))
     return (
         {
             "step": state.step,

@@ -28,6 +28,7 @@ from .teacher import Teacher
 __all__ = [
     "LinearSelfAttention",
     "embed_prompts",
+    "indexed_prompts",
     "mlp_features",
     "prompt_losses",
     "sample_prompts",
@@ -51,9 +52,10 @@ class LinearSelfAttention(nn.Module):
 
         ``W^{PV}_{k+1,k+1} = c`` and the top-left block of ``W^{KQ}`` is ``Γᵀ/c`` for
         ``c = value_scale > 0`` (``c = ‖Γ‖_F^{1/2}`` balances the two factors of the product).
+        The layer lives on ``gamma``'s device and has its dtype.
         """
         k = gamma.shape[0]
-        layer = cls(k, dtype=gamma.dtype)
+        layer = cls(k, dtype=gamma.dtype).to(gamma.device)
         with torch.no_grad():
             layer.w_kq[:k, :k] = gamma.T / value_scale
             layer.w_pv[k, k] = value_scale
@@ -83,8 +85,16 @@ class LinearSelfAttention(nn.Module):
         return z + self.w_pv @ keys @ scores / prompt_length
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
-        """Bottom-right entry of the output: the prediction ``ŷ`` for each prompt, shape (B,)."""
-        return self.forward(z)[..., -1, -1]
+        """Bottom-right entry of :meth:`forward`'s output, the prediction ``ŷ`` for each prompt, shape (B,).
+
+        Only the query's column is formed: with ``K`` the keys (k+1, N) and ``z_q`` the query's
+        column (whose last entry is 0), ``ŷ = e_{k+1}ᵀ W^{PV} (K Kᵀ/N) W^{KQ} z_q``, which costs
+        O(B N k²) instead of the O(B N² k) of the whole (N, N+1) score matrix.
+        """
+        prompt_length = z.shape[-1] - 1
+        keys, query = z[..., :prompt_length], z[..., prompt_length]
+        gram = keys @ keys.transpose(-1, -2) / prompt_length  # (B, k+1, k+1)
+        return ((gram @ (query @ self.w_kq.T)[..., None])[..., 0] @ self.w_pv[-1]) + query[..., -1]
 
 
 def embed_prompts(h_prompt: torch.Tensor, y_prompt: torch.Tensor, h_query: torch.Tensor) -> torch.Tensor:
@@ -140,6 +150,29 @@ def simulate_risk(
     return SimulatedRisk(float(values.mean()), float(values.std() / values.numel() ** 0.5), values.numel())
 
 
+def _draw(
+    rng: np.random.Generator, count: int, prompt_length: int, law: InputLaw, features: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw draws of ``count`` prompts from ``rng``, in this order: the law's seed, then ``x``
+    (count·(N+1), d), ``β`` (count, k°) and the unit noise (count, N+1)."""
+    x = law.sample(count * (prompt_length + 1), int(rng.integers(2**63)))
+    return x, rng.standard_normal((count, features)), rng.standard_normal((count, prompt_length + 1))
+
+
+def _label(
+    draws: tuple[np.ndarray, np.ndarray, np.ndarray], teacher: Teacher, noise: float, dtype: torch.dtype, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` (B, N+1, d) and ``y = β·f°(x) + τ ε`` (B, N+1) from :func:`_draw`'s arrays."""
+    x_raw, beta_raw, eps_raw = draws
+    count, length = eps_raw.shape
+    x = as_tensor(x_raw, dtype, device)
+    f = teacher(x).reshape(count, length, -1)
+    beta = torch.as_tensor(beta_raw, dtype=dtype, device=device)
+    eps = torch.as_tensor(eps_raw, dtype=dtype, device=device) * noise
+    y = (f * beta[:, None, :]).sum(-1) + eps
+    return x.reshape(count, length, -1), y
+
+
 def sample_prompts(
     rng: np.random.Generator,
     count: int,
@@ -156,12 +189,34 @@ def sample_prompts(
     ``y = β·f°(x) + ε``, ``ε ~ N(0, τ²)``; the last pair is the query. Draws, in this order,
     the law's seed, ``β`` and ``ε`` from ``rng``.
     """
-    x = as_tensor(law.sample(count * (prompt_length + 1), int(rng.integers(2**63))), dtype, device)
-    f = teacher(x).reshape(count, prompt_length + 1, -1)
-    beta = torch.as_tensor(rng.standard_normal((count, teacher.features)), dtype=dtype, device=device)
-    eps = torch.as_tensor(rng.standard_normal((count, prompt_length + 1)), dtype=dtype, device=device) * noise
-    y = (f * beta[:, None, :]).sum(-1) + eps
-    return x.reshape(count, prompt_length + 1, -1), y
+    return _label(_draw(rng, count, prompt_length, law, teacher.features), teacher, noise, dtype, device)
+
+
+def indexed_prompts(
+    seed: np.random.SeedSequence,
+    indices: np.ndarray,
+    prompt_length: int,
+    law: InputLaw,
+    teacher: Teacher,
+    noise: float,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts ``indices`` (B,) of the fixed training set of ``seed``: ``x`` (B, N+1, d), ``y`` (B, N+1).
+
+    Prompt ``i`` is :func:`sample_prompts` of one prompt from its own generator, seeded by the
+    ``i``-th child of ``seed`` (``SeedSequence(entropy, spawn_key + (i,))``, computed in O(1)
+    from ``i``): the set is never stored (10 000 prompts of 1 001 inputs in d = 20 would take
+    1.6 GB in float64), every epoch sees the same prompts, and a prompt depends on its index
+    only, not on which others are drawn with it.
+    """
+    draws = [
+        _draw(np.random.default_rng(np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, int(i)))), 1, prompt_length, law,
+              teacher.features)
+        for i in indices
+    ]
+    x, beta, eps = (np.concatenate(part) for part in zip(*draws, strict=True))
+    return _label((x, beta, eps), teacher, noise, dtype, device)
 
 
 def mlp_features(

@@ -141,6 +141,39 @@ def test_spectrum_adds_the_density_and_the_trace(capsys, tmp_path):
     assert "spectral_density" not in json.loads(plain) and "trace" not in json.loads(plain)
 
 
+def test_spectrum_with_hutchpp_records_the_method_and_its_products(capsys, tmp_path):
+    """``--trace-method hutch++``: the trace of the §9 saddle's Hessian (n = 27) by Hutch++ from 30 products (a sketch
+    of 10), within 4 of its standard errors of the dense trace; the JSON says which method and how many products, the
+    SLQ spends them beside its own; the default stays Hutchinson on the SLQ probes (no extra product)."""
+    from landscape.io.problem import load_problem
+    from landscape.model.measure import ParticleMeasure
+    from landscape.second_order.references import dense_spectrum
+
+    args = ("analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--spectrum", "--spectrum-probes", 30,
+            "--spectrum-steps", 3)
+    status, out, err = _run(capsys, *args, "--trace-method", "hutch++", "--json")
+    assert status == 0, err
+    report = json.loads(out)
+    trace = report["trace"]
+    assert (trace["method"], trace["products"], trace["sketch"], trace["probes"]) == ("hutch++", 30, 10, 10)
+    assert report["spectral_density"]["hvp_count"] == 30 * 3 + 30
+    lam, _ = dense_spectrum(load_problem(PROBLEM).landscape(), ParticleMeasure.load(EXAMPLES / "saddle.npz"))
+    assert trace["stderr"] > 0 and trace["value"] == pytest.approx(lam.sum(), abs=4 * trace["stderr"])
+    status, out, _ = _run(capsys, *args, "--json")
+    default = json.loads(out)
+    assert (default["trace"]["method"], default["trace"]["sketch"]) == ("hutchinson", 0)
+    assert default["spectral_density"]["hvp_count"] == 30 * 3
+    status, text, _ = _run(capsys, *args, "--trace-method", "hutch++")
+    assert status == 0 and "trace (Hutch++)" in text and "30 products" in text
+
+
+def test_hutchpp_with_too_few_probes_is_an_error(capsys, tmp_path):
+    status, out, err = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--spectrum",
+                            "--spectrum-probes", 2, "--trace-method", "hutch++", "--out", tmp_path / "o")
+    assert status == 2 and out == "" and err.startswith("error:") and "--trace-method hutch++" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_spectrum_with_no_probes_is_an_error(capsys, tmp_path):
     status, out, err = _run(capsys, "analyze", "--problem", PROBLEM, "--measure", EXAMPLES / "saddle.npz", "--spectrum",
                             "--spectrum-probes", 0, "--out", tmp_path / "o")

@@ -10,7 +10,7 @@ import torch
 
 from landscape.cases import near_teacher_measure, orthogonal_teacher_landscape
 from landscape.dynamics import simulate
-from landscape.dynamics.ensemble import FlowBatch, VmapBatch, simulate_ensemble
+from landscape.dynamics.ensemble import ClosedFormBatch, FlowBatch, VmapBatch, simulate_ensemble
 from landscape.dynamics.flow import Layout, ParticleFlow
 from landscape.dynamics.simulate import _initial_state
 from landscape.model.measure import ParticleMeasure
@@ -94,10 +94,12 @@ def test_members_of_different_shapes_are_refused():
         simulate_ensemble(landscape, measures, SETTINGS["rk4-fixed"])
 
 
+@pytest.mark.parametrize("batch", ["vmap", "closed-form"])
 @pytest.mark.parametrize("eta, alpha", [(math.inf, 0.0), (3.0, 0.5)])
-def test_vmapped_field_equals_the_member_loop(eta, alpha):
-    """The batched field (torch.func.vmap) against one ParticleFlow.evaluate per member, to rounding;
-    a member with a singular Σ_µµ is marked singular and the others are unaffected."""
+def test_batched_fields_equal_the_member_loop(batch, eta, alpha):
+    """The batched fields (torch.func.vmap; the compiled closed-form loop) against one
+    ParticleFlow.evaluate per member, to rounding; a member with a singular Σ_µµ is marked
+    singular and the others are unaffected."""
     landscape = orthogonal_teacher_landscape(neurons=2, dim=3)
     layout = Layout(4, 2, 3, not math.isinf(eta))
     flow = ParticleFlow(landscape, layout, eta, alpha)
@@ -105,7 +107,8 @@ def test_vmapped_field_equals_the_member_loop(eta, alpha):
     singular = ParticleMeasure(np.c_[measures[0].a[:, :1], np.zeros((4, 1))], measures[0].w)
     y = torch.stack([_initial_state(landscape, layout, m) for m in measures[:3]] + [_state(layout, singular)])
     members = np.array([True, False, True, True])
-    fast, reference = VmapBatch(flow, 4)(y, members), FlowBatch([flow] * 4)(y, members)
+    batched = VmapBatch(flow, 4) if batch == "vmap" else ClosedFormBatch(landscape, layout, eta, alpha)
+    fast, reference = batched(y, members), FlowBatch([flow] * 4)(y, members)
     assert fast.problem.tolist() == ["", "nonfinite", "", "singular"]
     assert reference.problem[[0, 2, 3]].tolist() == ["", "", "singular"]
     torch.testing.assert_close(fast.dy[[0, 2]], reference.dy[[0, 2]], rtol=1e-13, atol=1e-15)
@@ -127,3 +130,20 @@ def test_vectorised_step_factors_equal_the_scalar_rule():
     norm = np.array([0.0, 1e-300, 1e-8, 0.3, 1.0, 2.5, 1e6, 1e300, math.inf])
     expected = [step_factor(float(x), -1.0 / 3) for x in norm]
     assert _step_factors(norm, -1.0 / 3).tolist() == expected
+
+
+@pytest.mark.parametrize("name", ["rk23", "rk4-fixed"])
+def test_reference_engine_members_are_their_single_runs(name):
+    """The lock step on the vmapped autograd field (tensors in, numpy bookkeeping) against single reference runs."""
+    landscape = orthogonal_teacher_landscape(neurons=2, dim=3)
+    measures = _members(2)
+    settings = {**SETTINGS[name], "engine": "reference"}
+    runs = simulate_ensemble(landscape, measures, settings)
+    for measure, run in zip(measures, runs, strict=True):
+        single = simulate(landscape, measure, settings)
+        assert run.result.status == single.result.status == "completed"
+        assert run["step"].tolist() == single["step"].tolist()
+        for column in ("time", "loss", "energy", "grad_norm", "sigma_min", "sigma_cond", "entropy", "energy_defect", "step_size"):
+            np.testing.assert_allclose(run[column], single[column], rtol=1e-10, atol=1e-12, err_msg=column)
+        for key, value in single.final.items():
+            np.testing.assert_allclose(run.final[key], value, rtol=1e-10, atol=1e-14)

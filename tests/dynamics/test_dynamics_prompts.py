@@ -20,12 +20,12 @@ from landscape.dynamics import prompts as prompts_module
 from landscape.dynamics import train
 from landscape.dynamics.config import DynamicsConfig, parse_dynamics, parse_init, parse_prompts, prompts_table
 from landscape.dynamics.initialisation import initial_measure
-from landscape.dynamics.prompts import COLUMNS, PromptTrainer, simulate_prompts
+from landscape.dynamics.prompts import COLUMNS, PromptTrainer, simulate_prompts, step_limit
 from landscape.dynamics.rundir import RunDirectory
 from landscape.dynamics.trajectory import read_trajectory
 from landscape.io.problem import parse_problem
 from landscape.landscape import PrecisionWarning
-from landscape.model.attention import mlp_features
+from landscape.model.attention import indexed_prompts, mlp_features
 
 TEACHER = {"teacher": {"activation": "erf", "c": [[1.0, 0.0], [0.0, 1.0]], "u": [[1.5, 0.0, 0.0], [0.0, 1.5, 0.0]]}}
 DYN = DynamicsConfig(scheme="prompts", record_every=1)
@@ -244,3 +244,58 @@ def test_features_match_the_measure():
     whole = mlp_features(x, a, w, p, act)
     halves = mlp_features(x, a[:2], w[:2], p[:2], act) + mlp_features(x, a[2:], w[2:], p[2:], act)
     torch.testing.assert_close(whole, halves, rtol=1e-14, atol=1e-15)
+
+
+def test_fixed_training_set_is_regenerated_per_index():
+    """A fixed set is never stored (a set of 10⁹ prompts starts at once): each batch is the prompts of the indices the
+    run's generator draws (without replacement), each regenerated from its index, so a prompt drawn twice is the same."""
+    spec = _spec(fourth=1000)
+    config = parse_prompts({"batch": 6, "steps": 2, "train_prompts": 10**9, "seed": 3}, 5)
+    trainer = PromptTrainer.fresh(spec, _measure(), config, DYN)
+    rng = np.random.default_rng(np.random.SeedSequence(3).spawn(2)[1])
+    seed = np.random.SeedSequence(3).spawn(2)[0]
+    for _ in range(2):
+        index = rng.choice(10**9, 6, replace=False)
+        assert len(set(index.tolist())) == 6
+        x, y = trainer.batch()
+        xr, yr = indexed_prompts(seed, index, 5, spec.law, spec.teacher, spec.noise, torch.float64, "cpu")
+        assert torch.equal(x, xr) and torch.equal(y, yr)
+    again, _ = indexed_prompts(seed, index[::-1].copy(), 5, spec.law, spec.teacher, spec.noise, torch.float64, "cpu")
+    assert torch.equal(again.flip(0), x) and not torch.equal(x[0], x[1])
+
+
+def test_step_limit_against_the_dense_hessian():
+    """:func:`step_limit`'s Lanczos curvature is the largest eigenvalue of the dense ``P^{-1/2}∇²F P^{-1/2}`` (F the loss
+    at fixed Γ = Γ*(µ), unequal weights p), and its ``dΓ*/dt`` a centred difference of Γ* along the flow."""
+    spec = _spec(fourth=2000)
+    base = _measure(4, seed=3)
+    measure = ParticleMeasure(base.a, base.w, np.array([0.1, 0.2, 0.3, 0.4]))
+    land = spec.landscape()
+    limit = step_limit(land, measure, tol=1e-10)
+    a, w, p = measure.tensors(torch.float64)
+    gamma = land.gamma_star(a, w, p)
+    theta = torch.cat([a, w], dim=1)
+    hessian = torch.autograd.functional.hessian(lambda t: land.loss_with_gamma(t[:, :2], t[:, 2:], p, gamma), theta)
+    scale = p.rsqrt().repeat_interleave(theta.shape[1])
+    dense = torch.linalg.eigvalsh(scale[:, None] * hessian.reshape(theta.numel(), -1) * scale[None, :])
+    assert limit.curvature == pytest.approx(float(dense[-1]), rel=1e-8) and dense[-1] > 0
+    assert limit.step == pytest.approx(2.0 / float(dense[-1]), rel=1e-8)
+    velocity, eps = land.velocity(a, w, p), 1e-6
+    ahead, behind = (land.gamma_star(*(theta - s * eps * velocity).split([2, 3], dim=1), p) for s in (1, -1))
+    assert limit.gamma_rate == pytest.approx(float(torch.linalg.matrix_norm(ahead - behind)) / (2 * eps), rel=1e-6)
+    assert limit.gamma_norm == pytest.approx(float(torch.linalg.matrix_norm(gamma)), rel=1e-12)
+    assert limit.gamma_time == limit.gamma_norm / limit.gamma_rate
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_run_matches_the_cpu_run():
+    """The same float64 run on CUDA and on the CPU: every column agrees to rounding (the CUDA path
+    once failed at its first row: the attention layer was built on the CPU)."""
+    spec = _spec(length=8, fourth=20_000)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        table = {"batch": 16, "steps": 6, "learning_rate": 0.01, "attention_rate": 2.0, "train_prompts": 50, "seed": 3, "device": device}
+        runs[device] = simulate_prompts(spec, _measure(), parse_prompts(table, spec.prompt_length), DYN)
+        assert runs[device].result.status == "completed"
+    for column in COLUMNS:
+        np.testing.assert_allclose(runs["cuda"][column], runs["cpu"][column], rtol=1e-9, atol=1e-12, err_msg=column)

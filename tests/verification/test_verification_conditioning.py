@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
 
 import numpy as np
 import pytest
 
 from landscape.dynamics import Trajectory, read_trajectory
-from landscape.dynamics import flow as flow_module
+from landscape.dynamics import ensemble as ensemble_module
+from landscape.dynamics.train import read_run_config
 from reports import phases as report_phases
 from verification import analysis as phases
 from verification.claims import conditioning
 from verification.parallel import TaskPool
 from verification.profiles import Profile, get_profile
-from verification.scenarios import prepare_evidence_dir
+from verification.scenarios import ensemble_training, prepare_evidence_dir, run_training
 
 
 def _staircase() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -74,21 +77,57 @@ def test_conditioning_quick_profile_passes(tmp_path):
 
 
 def test_conditioning_fails_when_the_flow_collapses_the_particles(tmp_path, monkeypatch):
-    """A broken velocity field that pulls every particle to the particles' mean makes Σ_µµ singular: fail."""
-    original = flow_module.ParticleFlow._field
+    """A broken velocity field that pulls every particle to the particles' mean makes Σ_µµ singular: fail.
 
-    def collapse(self, y):
-        dy, *rest = original(self, y)
-        a, w, _, _, _ = self.layout.unpack(y)
-        broken = dy.clone()
-        da, dw, _, _, _ = self.layout.unpack(broken)
-        da.copy_(-(a - a.mean(0)))
-        dw.copy_(-(w - w.mean(0)))
-        return (broken, *rest)
+    The claim's flows run as one ensemble on the closed-form batched field, so the break goes there."""
+    original = ensemble_module.ClosedFormBatch.__call__
 
-    monkeypatch.setattr(flow_module.ParticleFlow, "_field", collapse)
+    def collapse(self, y, members):
+        value = original(self, y, members)
+        broken = value.dy.clone()
+        for b in np.flatnonzero(members):
+            a, w, _, _, _ = self.layout.unpack(y[b])
+            da, dw, _, _, _ = self.layout.unpack(broken[b])
+            da.copy_(-(a - a.mean(0)))
+            dw.copy_(-(w - w.mean(0)))
+        return dataclasses.replace(value, dy=broken)
+
+    monkeypatch.setattr(ensemble_module.ClosedFormBatch, "__call__", collapse)
     out = prepare_evidence_dir(tmp_path / conditioning.CLAIM_ID)
     result = conditioning.check(Profile("quick", seeds=1, scale=1.0), out, TaskPool())
     assert result.verdict == "fail", {k: v.value for k, v in result.metrics.items()}
     assert result.metrics["worst_min_ratio"].value < conditioning.FAIL_FRACTION
     assert json.loads((out / "runs.json").read_text())[0]["status"] == "singular"
+    assert json.loads((out / "seed_0" / "run" / "status.json").read_text())["status"] == "singular"
+
+
+def test_ensemble_members_are_their_own_training_runs(tmp_path):
+    """The claim's ensemble (verification.scenarios.ensemble_training) writes, per seed, the problem file and run
+    files that ``landscape train`` would, and each member equals its own ``landscape train`` run to rounding."""
+    seeds = range(2)
+    runs = conditioning._flows(tmp_path / "ensemble", seeds, 2.0)
+    for seed, run in zip(seeds, runs, strict=True):
+        member = tmp_path / "ensemble" / f"seed_{seed}"
+        single = run_training(tmp_path / f"single_{seed}", *_member_tables(member))
+        assert run.result.status == single.result.status == "completed"
+        assert run.result.steps == single.result.steps
+        written = read_trajectory(run.directory)
+        assert written["step"].tolist() == single.trajectory["step"].tolist()
+        for name in single.trajectory:
+            # rounding, amplified in the step sizes by the controller's norm^(-1/5) of a cancelling error estimate
+            rel = 1e-6 if name == "step_size" else 1e-9
+            assert written[name] == pytest.approx(single.trajectory[name], rel=rel, abs=1e-12), name
+            assert written[name].tolist() == run.trajectory[name].tolist(), name  # the file holds the floats exactly
+        for name in ("a", "w", "p"):
+            assert getattr(run.final, name) == pytest.approx(getattr(single.final, name), rel=1e-9, abs=1e-12)
+        spec, dyn = read_run_config(run.directory)
+        assert spec.tables["init"]["seed"] == seed and dyn.integrator == conditioning.FLOW["integrator"]
+    with pytest.raises(ValueError, match="2 directories for 1"):
+        ensemble_training([tmp_path / "x", tmp_path / "y"], conditioning.PROBLEM, [{"kind": "gaussian"}], {})
+
+
+def _member_tables(member) -> tuple[dict, dict, dict]:
+    """``(problem, init, dynamics)`` of an ensemble member's ``problem.toml``."""
+    tables = tomllib.loads((member / "problem.toml").read_text())
+    init, dynamics = tables.pop("init"), tables.pop("dynamics")
+    return tables, init, dynamics

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from landscape.dynamics.prompts import PromptTrainer
+from landscape.dynamics.config import parse_prompts
+from landscape.dynamics.prompts import PromptTrainer, prompt_landscape
+from landscape.io.problem import parse_problem
+from landscape.model.measure import ParticleMeasure
 from verification.claims import joint_training
 from verification.parallel import TaskPool
 from verification.profiles import get_profile
@@ -28,6 +32,8 @@ def test_joint_training_quick_profile_passes(tmp_path):
     assert m["largest_setting_gap"] <= joint_training.PASS_GAP and m["largest_setting_gamma_distance"] < 0.1
     assert m["control_ratio"] <= joint_training.PASS_CONTROL_RATIO and m["control_gap"] > m["largest_setting_gap"]
     assert not result.metrics["plateau_exit_gap"].applicable or m["flow_plateaus"] == m["joint_plateaus"]
+    assert not result.metrics["paper_step_limit"].applicable and not result.metrics["paper_gamma_time"].applicable
+    assert not any(metric.applicable for name, metric in result.metrics.items() if name.startswith("paper_"))
     for path in result.evidence:
         assert (tmp_path / path).exists(), path
 
@@ -57,3 +63,21 @@ def test_joint_training_settings_grow_together(profile):
     settings = get_profile(profile).pick(joint_training.SETTINGS, joint_training.FULL_SETTINGS)
     for (r0, _, b0, _), (r1, _, b1, lr1) in zip(settings, settings[1:], strict=False):
         assert r1 > r0 and b1 > b0 and lr1 * r1 <= 0.2 + 1e-12
+
+
+def test_whiten_makes_sigma_the_identity_and_keeps_the_loss():
+    """``a ↦ Σ_µµ^{-1/2} a`` on a skewed draw (Σ_µµ far from I) at finite N: Σ_µµ = I, L_N unchanged (§4)."""
+    spec = parse_problem(joint_training._problem())
+    landscape = prompt_landscape(spec, parse_prompts({}, spec.prompt_length))
+    rng = np.random.default_rng(3)
+    measure = ParticleMeasure(rng.standard_normal((5, 2)) @ np.array([[3.0, 0.0], [1.0, 0.2]]), rng.standard_normal((5, 3)) / np.sqrt(3))
+
+    def sigma_and_loss(m):
+        tensors = m.tensors(landscape.dtype, landscape.device)
+        return landscape.moments(*tensors)[0].numpy(), float(landscape.loss(*tensors))
+
+    sigma0, loss0 = sigma_and_loss(measure)
+    assert np.abs(sigma0 - np.eye(2)).max() > 0.1
+    sigma, loss = sigma_and_loss(joint_training.whiten(measure, landscape))
+    np.testing.assert_allclose(sigma, np.eye(2), rtol=0, atol=1e-10)
+    assert loss == pytest.approx(loss0, rel=1e-12, abs=0)
