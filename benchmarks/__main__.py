@@ -2,8 +2,8 @@
 
 Names: ``table`` (the performance table of issue 7, :mod:`benchmarks.run`), ``second-order``
 (:mod:`benchmarks.second_order`), ``paper-jvp`` (:mod:`benchmarks.paper_jvp`),
-``tiny-field`` (:mod:`benchmarks.tiny_field`), ``ensemble`` (:mod:`benchmarks.ensemble`) and ``sampled-jvp``
-(:mod:`benchmarks.sampled_jvp`); with a name it runs that one with the options
+``tiny-field`` (:mod:`benchmarks.tiny_field`), ``ensemble`` (:mod:`benchmarks.ensemble`), ``sampled-jvp``
+(:mod:`benchmarks.sampled_jvp`) and ``paper-end-to-end`` (:mod:`benchmarks.paper_end_to_end`); with a name it runs that one with the options
 it takes (``--help``). Without a name it runs ``table`` then ``second-order``, passing
 ``--quick`` and ``--threads N`` to each. Modules are imported only when run, so a missing
 optional benchmark does not break the others.
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "tiny-field": "benchmarks.tiny_field",
     "ensemble": "benchmarks.ensemble",
     "sampled-jvp": "benchmarks.sampled_jvp",
+    "paper-end-to-end": "benchmarks.paper_end_to_end",
 }
 #: run, in this order, when no name is given (they take ``--quick`` and ``--threads``).
 DEFAULT = ("table", "second-order")

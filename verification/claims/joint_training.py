@@ -99,9 +99,11 @@ t = 2, 0.0095 at t = 4); the joint model reaches the first plateau at a similar,
 level (≈ 0.027 at t = 0.5, 0.0247 at t = 2, 0.0210 at 2.5, 0.0202 at 4) and lingers on it past the
 flow's exit — it has not left it by t = 4, with ``‖Γ(W) − Γ*‖_F`` 0.3–1.0 early and ≈ 0.1 late
 (``attention_rate`` 5, ``batch`` 64: the same picture, 0.0189 at t = 4). In the full profile (CPU, to
-t = 2.5): gap 0.59 of the loss decrease, the flow's first plateau at 0.0211 left at t ≈ 1.49, while the
-one phase rule finds no plateau at all in the joint curve (noisy, with a bump to 0.029 at t = 1: its
-plateau metrics are n/a, not "not by T"). So at the paper's sizes,
+t = 2.5; 2026-11-30, the whole claim 716 s on one core, most of it the paper-size SGD): gap 0.59 of the
+loss decrease (``L_N`` 0.0215/0.0271 flow/joint at t = 0.5, 0.0210/0.0291 at 1, 0.0146/0.0247 at 2,
+0.0134/0.0210 at 2.5), the flow's first plateau at 0.0215 left at t ≈ 1.41, while the one phase rule
+finds no plateau at all in the joint curve (noisy, with a bump to 0.029 at t = 1: its plateau metrics
+are n/a, not "not by T"); final ‖Γ(W) − Γ*‖_F 0.106, neurons' L²(µ) distance 0.170. So at the paper's sizes,
 at the largest stable explicit step, the jointly trained model does not follow the flow through
 its first plateau exit on the flow's time axis; whether the paper's schedule does is unknown.
 This is data beside the claim, not part of its verdict (which stays the small-size trend).
@@ -141,7 +143,7 @@ from ..records import ClaimResult, Metric
 from ..rules import Claim, Rule, values_of
 from ..scenarios import mean_and_stderr, write_evidence
 from .paper_scale import scenario
-from .two_timescale import whitened
+from .two_timescale import whiten, whitened
 
 __all__ = ["CLAIM_ID", "STATEMENT", "TOLERANCES", "check", "rules", "start_measure", "whiten", "SETTINGS", "FULL_SETTINGS"]
 
@@ -275,14 +277,6 @@ def _joint(rate: float, train_prompts: int | str, batch: int, learning_rate: flo
     return {"attention_rate": rate, "train_prompts": train_prompts, "batch": batch, "seed": seed, "status": run.result.status,
             "time": run["time"].tolist(), "loss": run["loss"].tolist(), "prompt_loss": run["prompt_loss"].tolist(),
             "grad_norm": run["grad_norm"].tolist(), "gamma_distance": run["gamma_distance"].tolist(), "final": final}
-
-
-def whiten(measure: ParticleMeasure, landscape: AttentionLandscape) -> ParticleMeasure:
-    """``measure`` (``a`` (M, k), ``w`` (M, d), ``p`` (M,)) with ``a ↦ Σ_µµ^{-1/2} a``, ``Σ_µµ`` of ``landscape``: its
-    ``Σ_µµ`` is then ``I`` and its loss ``L_N(µ)`` unchanged (invariant under ``a ↦ Ba``, docs/theory.md §4)."""
-    sigma = landscape.moments(*measure.tensors(landscape.dtype, landscape.device))[0].cpu().numpy()
-    values, vectors = np.linalg.eigh(sigma)
-    return ParticleMeasure(measure.a @ (vectors @ np.diag(values**-0.5) @ vectors.T).T, measure.w, measure.p)
 
 
 @contextmanager

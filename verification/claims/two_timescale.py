@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from landscape.cases import orthogonal_teacher_tables
+from landscape.landscape import AttentionLandscape
 from landscape.model.measure import ParticleMeasure
 
 from ..analysis import fit_power
@@ -99,13 +100,17 @@ def rules() -> Claim:
     )
 
 
-def whitened(measure: ParticleMeasure) -> ParticleMeasure:
-    """The measure with ``a ↦ Σ_µµ^{-1/2} a``, so that its ``Σ_µµ = I`` (same loss, docs/theory.md §4)."""
-    landscape = landscape_of(PROBLEM)
+def whiten(measure: ParticleMeasure, landscape: AttentionLandscape) -> ParticleMeasure:
+    """``measure`` (``a`` (M, k), ``w`` (M, d), ``p`` (M,)) with ``a ↦ Σ_µµ^{-1/2} a``, ``Σ_µµ`` of ``landscape``: its
+    ``Σ_µµ`` is then ``I`` and its loss unchanged (invariant under ``a ↦ Ba``, docs/theory.md §4)."""
     sigma = landscape.moments(*measure.tensors(landscape.dtype, landscape.device))[0].cpu().numpy()
     values, vectors = np.linalg.eigh(sigma)
-    root = vectors @ np.diag(values**-0.5) @ vectors.T
-    return ParticleMeasure(measure.a @ root.T, measure.w, measure.p)
+    return ParticleMeasure(measure.a @ (vectors @ np.diag(values**-0.5) @ vectors.T).T, measure.w, measure.p)
+
+
+def whitened(measure: ParticleMeasure) -> ParticleMeasure:
+    """:func:`whiten` with this claim's landscape."""
+    return whiten(measure, landscape_of(PROBLEM))
 
 
 def whitened_start(directory: Path, seed: int = INIT_SEED) -> Path:
