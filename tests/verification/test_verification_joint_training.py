@@ -81,3 +81,15 @@ def test_whiten_makes_sigma_the_identity_and_keeps_the_loss():
     sigma, loss = sigma_and_loss(joint_training.whiten(measure, landscape))
     np.testing.assert_allclose(sigma, np.eye(2), rtol=0, atol=1e-10)
     assert loss == pytest.approx(loss0, rel=1e-12, abs=0)
+
+
+def test_the_paper_size_gap_can_hold_back_a_pass_but_never_fail():
+    """The pass rule reads ``paper_gap_judged``: 0 where the profile does not run the paper's sizes (pass stays),
+    the gap where it does (above PASS_GAP: inconclusive, not fail), NaN where a paper-size run stopped (no pass)."""
+    claim = joint_training.rules()
+    small = {"incomplete_runs": 0, "non_decreasing_steps": 0, "largest_setting_gap": 0.04, "control_ratio": 0.27}
+    assert claim.verdict({**small, "paper_gap_judged": 0.0}) == "pass"
+    assert claim.verdict({**small, "paper_gap_judged": 0.1}) == "pass"
+    assert claim.verdict({**small, "paper_gap_judged": 0.59}) == "inconclusive"
+    assert claim.verdict({**small, "paper_gap_judged": float("nan")}) == "inconclusive"
+    assert claim.verdict({**small, "largest_setting_gap": 0.5, "paper_gap_judged": 0.0}) == "fail"
