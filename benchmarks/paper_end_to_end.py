@@ -54,7 +54,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--problem {args.problem}: no such file")
     if args.time is not None and not args.time > 0:
         parser.error("--time must be positive")
-    tables = read_toml(args.problem, "problem")
+    try:
+        tables = read_toml(args.problem, "problem")
+    except ValueError as err:
+        parser.error(str(err))
+    if not isinstance(tables.get("dynamics"), dict):
+        parser.error(f"--problem {args.problem}: no [dynamics] table (the run needs one)")
     if args.time is not None:
         tables["dynamics"] = {**tables["dynamics"], "time": args.time}
     runs = {}
@@ -62,7 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         for engine in ("fast", "reference"):
             folder = Path(scratch) / engine
             folder.mkdir()
-            runs[engine] = _run(tables, engine, folder)
+            try:
+                runs[engine] = _run(tables, engine, folder)
+            except ValueError as err:  # a problem that `landscape train` refuses: its one line
+                parser.error(str(err))
             seconds, result, _ = runs[engine]
             print(f"{engine:9s} {seconds:8.1f} s CPU  {result.steps} steps, {result.evaluations} fields, "
                   f"{result.jacobian_products} JVPs, final loss {result.loss:.10g}", flush=True)

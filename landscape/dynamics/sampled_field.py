@@ -54,6 +54,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..io.files import check_memory
 from ..landscape import AttentionLandscape
 from .fast_field import FastEvaluation
 
@@ -98,6 +99,10 @@ class SampledField:
         self._landscape = landscape
         self._act = exp.activation
         self._x, self._f, self._g = exp._x, exp._f, exp._f_sq  # (S, d), (S, k°), (S,): the backend's sample
+        samples = self._x.shape[0]
+        # a linearisation keeps Φ and σ'(Z) (S × M each) and the per-particle P_i (d, k) and H_i (d, d): refuse before allocating
+        check_memory(8.0 * (2 * samples * m + m * d * (d + k)),
+                     f"the sampled engine's linearisation (S = {samples} inputs, M = {m} particles)")
         self._n = float(exp.samples)
         self._shape = (m, k, d, gamma)
         self._finite = landscape.finite_prompt

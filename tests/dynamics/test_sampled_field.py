@@ -144,3 +144,14 @@ def test_a_sampled_run_with_the_fast_engine_follows_the_reference(settings):
     for column in ("time", "loss", "energy", "grad_norm", "energy_defect"):
         np.testing.assert_allclose(fast[column], reference[column], rtol=1e-9, atol=1e-12, err_msg=column)
     np.testing.assert_allclose(fast.final["w"], reference.final["w"], rtol=1e-9, atol=1e-12)
+
+
+def test_a_linearisation_over_the_memory_cap_is_refused_before_allocating(monkeypatch):
+    """Φ and σ'(Z) (S × M each) are kept by a linearisation: over ``LANDSCAPE_MAX_MEMORY`` the flow refuses with one
+    line naming the sample and particle counts; just above the need it builds."""
+    need = 8.0 * (2 * 300 * M + M * D * (D + K))
+    monkeypatch.setenv("LANDSCAPE_MAX_MEMORY", str(int(need) - 1))
+    with pytest.raises(ValueError, match=rf"sampled engine's linearisation \(S = 300 inputs, M = {M} particles\)"):
+        _flows("sigmoid", math.inf, math.inf, 0.0)
+    monkeypatch.setenv("LANDSCAPE_MAX_MEMORY", str(int(need) + 1))
+    _flows("sigmoid", math.inf, math.inf, 0.0)
