@@ -102,7 +102,7 @@ class SampledField:
         samples = self._x.shape[0]
         # a linearisation keeps Φ and σ'(Z) (S × M each) and the per-particle P_i (d, k) and H_i (d, d): refuse before allocating
         check_memory(8.0 * (2 * samples * m + m * d * (d + k)),
-                     f"the sampled engine's linearisation (S = {samples} inputs, M = {m} particles)")
+                     f"the sampled engine's linearisation (S = {samples} inputs, M = {m} particles): its S × M arrays")
         self._n = float(exp.samples)
         self._shape = (m, k, d, gamma)
         self._finite = landscape.finite_prompt
