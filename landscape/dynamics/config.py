@@ -21,7 +21,7 @@ Keys and defaults (README, "Dynamics: train")::
                              t_thr = 1.0;  radius = 1e-2
     [prompts]    (scheme = "prompts"; :mod:`.prompts`)  length = N (default: [task] prompt_length);
                  batch = 64;  steps = 1000  (or  time = T);  learning_rate = 0.01;
-                 attention_rate = 1.0;  train_prompts = "online" | P;  seed = 0;
+                 attention_rate = 1.0 | "inf";  train_prompts = "online" | P;  seed = 0;
                  precision = "float64" | "float32";  device = "cpu" | "cuda"
 
 Every unknown key or wrong type is a ``ValueError`` naming the table and the key.
@@ -312,7 +312,9 @@ class PromptsConfig:
         time: final time ``T`` (``ceil(T / learning_rate)`` steps), or None.
         learning_rate: the step ``δt``: particle ``i`` moves by ``δt/p_i`` times its gradient
             (``δt·M``, the mean-field scaling), ``W`` by ``δt·attention_rate``.
-        attention_rate: the timescale ratio between ``W`` and the MLP (0: ``W`` frozen).
+        attention_rate: the timescale ratio between ``W`` and the MLP (0: ``W`` frozen;
+            ``math.inf``, ``"inf"`` in the file: the two-timescale limit, ``W`` realises
+            ``Γ*(µ)`` of the current neurons after every step).
         train_prompts: the size of a fixed training set drawn once, or None (``"online"``:
             fresh prompts every step).
         seed: seed of the training set and of the run's generator.
@@ -371,13 +373,20 @@ def parse_prompts(raw: dict[str, Any] | None, problem_length: float = math.inf) 
         if isinstance(train_prompts, str):
             raise ValueError(f"[prompts] train_prompts must be \"online\" or an integer ≥ batch, got {short(train_prompts)}.")
         train_prompts = integer(values, "prompts", "train_prompts", None, batch)
+    attention_rate = values.get("attention_rate", PromptsConfig.attention_rate)
+    if attention_rate == "inf":
+        attention_rate = math.inf
+    elif isinstance(attention_rate, str):
+        raise ValueError(f"[prompts] attention_rate must be a number ≥ 0 or \"inf\", got {short(attention_rate)}.")
+    else:
+        attention_rate = number(values, "prompts", "attention_rate", PromptsConfig.attention_rate, minimum=0.0)
     return PromptsConfig(
         length=length,
         batch=batch,
         steps=steps,
         time=time,
         learning_rate=number(values, "prompts", "learning_rate", PromptsConfig.learning_rate, positive=True),
-        attention_rate=number(values, "prompts", "attention_rate", PromptsConfig.attention_rate, minimum=0.0),
+        attention_rate=attention_rate,
         train_prompts=train_prompts,
         seed=integer(values, "prompts", "seed", PromptsConfig.seed, 0),
         precision=choice(values, "prompts", "precision", PRECISIONS, PromptsConfig.precision),
@@ -389,4 +398,6 @@ def prompts_table(config: PromptsConfig) -> dict[str, Any]:
     """The resolved ``[prompts]`` table, TOML-ready (:func:`parse_prompts` accepts it back unchanged)."""
     values = {key: value for key, value in asdict(config).items() if value is not None}
     values["train_prompts"] = "online" if config.train_prompts is None else config.train_prompts
+    if math.isinf(config.attention_rate):
+        values["attention_rate"] = "inf"
     return values

@@ -56,9 +56,13 @@ def _reference_losses(a, w, p, w_kq, w_pv, x, y):
     return 0.5 * (y[:, -1] - pred) ** 2
 
 
-def test_sgd_gradient_and_step_against_autograd_of_the_empirical_loss():
+@pytest.mark.parametrize("chunk", [7, 2])
+def test_sgd_gradient_and_step_against_autograd_of_the_empirical_loss(monkeypatch, chunk):
     """The trainer's loss and gradients (through the embedding Z) equal autograd of the written-out
-    prediction at a W with every entry nonzero; the step moves particle i by δt/p_i times its gradient."""
+    prediction at a W with every entry nonzero, with the batch of 7 prompts in one chunk or in chunks of 2
+    (the last one short); the step moves particle i by δt/p_i times its gradient."""
+    monkeypatch.setattr(prompts_module, "CHUNK_ENTRIES", chunk * 6 * 3)  # N + 1 = 6 inputs, M = 3 neurons
+    assert prompts_module.chunk_prompts(6, 3) == chunk
     spec = _spec(fourth=1000)
     prompts = parse_prompts({"batch": 7, "learning_rate": 0.05, "attention_rate": 3.0}, 5)
     trainer = PromptTrainer.fresh(spec, _measure(), prompts, DYN)
@@ -120,6 +124,7 @@ def test_empirical_prompt_loss_converges_to_the_exact_loss():
         ({"steps": 3, "time": 1.0}, r"\[prompts\] give either steps or time"),
         ({"learning_rate": 0}, r"\[prompts\] learning_rate must be > 0"),
         ({"attention_rate": -1}, r"\[prompts\] attention_rate must be ≥ 0"),
+        ({"attention_rate": "fast"}, r"\[prompts\] attention_rate must be a number ≥ 0 or \"inf\""),
         ({"train_prompts": 10, "batch": 64}, r"\[prompts\] train_prompts must be an integer ≥ 64"),
         ({"train_prompts": "all"}, r"\[prompts\] train_prompts must be \"online\" or an integer"),
         ({"precision": "float16"}, r"\[prompts\] precision must be one of"),
@@ -137,6 +142,9 @@ def test_prompts_tables_resolve_and_parse_back():
         parse_prompts({}, math.inf)
     config = parse_prompts({"time": 0.5, "train_prompts": 100, "length": 9}, math.inf)
     assert config.total_steps == 50 and parse_prompts(prompts_table(config), 9) == config
+    limit = parse_prompts({"attention_rate": "inf"}, 9)
+    assert math.isinf(limit.attention_rate) and prompts_table(limit)["attention_rate"] == "inf"
+    assert parse_prompts(prompts_table(limit), 9) == limit
     dyn = parse_dynamics({"scheme": "prompts", "record_every": 3})
     assert parse_dynamics(dyn.to_table()) == dyn and "steps" not in dyn.to_table()
     assert "scheme" not in parse_dynamics({}).to_table()  # a landscape run's config.toml is unchanged
@@ -299,3 +307,22 @@ def test_cuda_run_matches_the_cpu_run():
         assert runs[device].result.status == "completed"
     for column in COLUMNS:
         np.testing.assert_allclose(runs["cuda"][column], runs["cpu"][column], rtol=1e-9, atol=1e-12, err_msg=column)
+
+
+def test_two_timescale_limit_realises_gamma_star_on_the_same_batches():
+    """``attention_rate = "inf"``: after every step W realises Γ*(µ) of the new neurons (row's ‖Γ(W) − Γ*‖ at
+    rounding, against an independent ``gamma_star`` of the final neurons), the batches are those of a finite rate
+    with the same seed (the first row's prompt losses agree bit for bit), and a large finite rate comes close."""
+    spec, start = _spec(fourth=2000), _measure()
+    table = {"batch": 16, "steps": 30, "learning_rate": 0.01, "seed": 3}
+    limit = simulate_prompts(spec, start, parse_prompts({**table, "attention_rate": "inf"}, 5), DYN)
+    assert limit.result.completed and np.max(limit["gamma_distance"]) < 1e-12
+    landscape = prompts_module.prompt_landscape(spec, parse_prompts(table, 5))
+    a, w, p = (torch.as_tensor(limit.final[n]) for n in "awp")
+    gamma = landscape.gamma_star(a, w, p).numpy()
+    np.testing.assert_allclose(limit.final["gamma"], gamma, rtol=1e-12, atol=1e-14)
+    slow, fast = (simulate_prompts(spec, start, parse_prompts({**table, "attention_rate": r}, 5), DYN) for r in (1.0, 3.0))
+    assert slow["prompt_loss"][0] == limit["prompt_loss"][0]
+    gaps = [np.max(np.abs(run["loss"] - limit["loss"])) for run in (slow, fast)]
+    assert gaps[1] < 0.5 * gaps[0], gaps  # can fail: a W update that ignores the rate
+    assert np.max(fast["gamma_distance"]) > 1e-6  # a finite rate lags

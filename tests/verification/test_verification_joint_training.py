@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -87,9 +88,57 @@ def test_the_paper_size_gap_can_hold_back_a_pass_but_never_fail():
     """The pass rule reads ``paper_gap_judged``: 0 where the profile does not run the paper's sizes (pass stays),
     the gap where it does (above PASS_GAP: inconclusive, not fail), NaN where a paper-size run stopped (no pass)."""
     claim = joint_training.rules()
-    small = {"incomplete_runs": 0, "non_decreasing_steps": 0, "largest_setting_gap": 0.04, "control_ratio": 0.27}
+    small = {"incomplete_runs": 0, "non_decreasing_steps": 0, "largest_setting_gap": 0.04, "largest_setting_sampled_gap": 0.05,
+             "control_ratio": 0.27}
     assert claim.verdict({**small, "paper_gap_judged": 0.0}) == "pass"
     assert claim.verdict({**small, "paper_gap_judged": 0.1}) == "pass"
     assert claim.verdict({**small, "paper_gap_judged": 0.59}) == "inconclusive"
     assert claim.verdict({**small, "paper_gap_judged": float("nan")}) == "inconclusive"
     assert claim.verdict({**small, "largest_setting_gap": 0.5, "paper_gap_judged": 0.0}) == "fail"
+    assert claim.verdict({**small, "largest_setting_sampled_gap": 0.5, "paper_gap_judged": 0.0}) == "fail"
+    assert claim.verdict({**small, "largest_setting_sampled_gap": 0.3, "paper_gap_judged": 0.0}) == "inconclusive"
+
+
+def test_the_gap_is_taken_at_the_joint_runs_rows():
+    """A joint curve equal to the flow at its coarse rows has gap 0 though the flow falls steeply between two rows (the
+    coarse curve is not interpolated across the descent); a curve off by 0.01 at one row has gap 0.01 / decrease."""
+    t = np.linspace(0.0, 1.0, 1001)
+    flow = {"status": "completed", "time": t.tolist(), "loss": (0.1 + np.exp(-200.0 * t)).tolist(), "final": [[0.0]]}
+    rows = t[::50]
+    joint = {"status": "completed", "time": rows.tolist(), "loss": (0.1 + np.exp(-200.0 * rows)).tolist(), "final": [[0.0]],
+             "gamma_distance": [0.0]}
+    assert joint_training._compare(joint, flow)[0] == pytest.approx(0.0, abs=1e-15)
+    off = {**joint, "loss": [x + 0.01 * (i == 7) for i, x in enumerate(joint["loss"])]}
+    decrease = 1.0 - np.exp(-200.0)
+    assert joint_training._compare(off, flow)[0] == pytest.approx(0.01 / decrease, rel=1e-12)
+
+
+def test_paper_comparison_reads_each_setting_on_its_horizon_and_the_first_descent():
+    """Synthetic runs: the paper-size comparison gives each setting's gap on its horizon and on [0, PAPER_EARLY], the
+    lag only where a setting shares the two-timescale run's step (its batches), and one metric per early gap."""
+    t = np.linspace(0.0, 2.5, 2501)
+    curve = 0.02 + 0.1 * np.exp(-20.0 * t)
+    flow = {"status": "completed", "time": t.tolist(), "loss": curve.tolist(), "grad_norm": np.ones_like(t).tolist(),
+            "final": [[0.0, 0.0]], "finite_n_offset": 0.01}
+    decrease = curve[0] - curve.min()
+
+    def run(rate, lr, horizon, bump):
+        rows = np.arange(0.0, horizon + 1e-9, 0.05)
+        loss = 0.02 + 0.1 * np.exp(-20.0 * rows) + bump * (np.abs(rows - 1.0) < 1e-9) + 0.5 * bump * (np.abs(rows - 0.2) < 1e-9)
+        return {"attention_rate": rate, "learning_rate": lr, "horizon": horizon, "status": "completed", "time": rows.tolist(),
+                "loss": loss.tolist(), "grad_norm": np.ones_like(rows).tolist(), "gamma_distance": [0.0] * len(rows),
+                "final": [[0.0, 1.0]]}
+
+    settings = [run(r, lr, h, b) for (r, lr, h), b in zip(joint_training.PAPER_SETTINGS, (0.02, 0.01, 0.004), strict=True)]
+    limit = run(math.inf, 0.002, 2.5, 0.0)
+    rows = joint_training._paper_comparison(flow, {**flow, "finite_n_offset": 0.002}, settings, limit)
+    assert rows["completed"] and rows["gap"] == pytest.approx(0.01 / decrease, rel=1e-9)
+    assert rows["smallest_rate_gap"] == pytest.approx(0.02 / decrease, rel=1e-9)
+    assert rows["early_gaps"] == pytest.approx([0.01 / decrease, 0.005 / decrease, 0.002 / decrease], rel=1e-9)
+    assert rows["lag"] == pytest.approx(0.01 / decrease, rel=1e-9) and rows["settings"][2]["lag"] is None
+    assert rows["two_timescale_gap"] == pytest.approx(0.0, abs=1e-12) and rows["final_distance"] == pytest.approx(1.0)
+    metrics = joint_training._paper_metrics(rows)
+    assert set(metrics) == {name for name in joint_training.TOLERANCES if name.startswith("paper_") and name not in
+                            ("paper_step_limit", "paper_gamma_time")}
+    assert all(m.applicable for name, m in metrics.items() if "plateau" not in name)
+    assert not any(m.applicable for m in joint_training._paper_metrics(None).values())

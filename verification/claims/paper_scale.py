@@ -28,9 +28,8 @@ range of ``λ_min(Σ_µµ)`` and its variation ``(max − min)/max`` — the pap
 expectations over a fixed seeded Gaussian sample (``landscape/examples/paper_sampled.toml``), from
 the same initial particles, run by the sampled field of :mod:`landscape.dynamics.sampled_field`
 (GEMMs on the sample, equal to the autograd reference to rounding). The full profile takes
-:data:`SAMPLED_SAMPLES` = 10 000 inputs where ``paper_sampled.toml`` ships 20 000: each field evaluation
-and Jacobian-vector product is linear in the sample size, and at 20 000 the run would take the whole
-added budget of the full profile (module measurements below). Its phases are judged by the same rule
+:data:`SAMPLED_SAMPLES` = 20 000 inputs, as ``paper_sampled.toml`` ships them (module measurements below).
+Its phases are judged by the same rule
 and reported beside the exact ones (table column ``run``), and the two runs are compared on a
 common time axis: ``loss_gap``, the largest ``|L_N(µ_t^sampled) − L_∞(µ_t^exact)|`` over the loss
 decrease of the exact run, and the first plateau's level and exit time in both. The quick profile
@@ -64,16 +63,14 @@ version of the rule failed on whole phases; it was changed to judge the interior
 was seen — said plainly, since the rule was chosen after the data.) Quick profile: one plateau,
 three phases: inconclusive, in about a second.
 
-The sampled flow alone (2026-11-30, full profile, 10 000 inputs: 84 steps, 371 field evaluations,
-3 806 Jacobian-vector products, 193 CPU s on one core of the loaded box; 5 000 inputs: 118 CPU s; the
-autograd engine takes ≈ 2× as long; ``python -m benchmarks sampled-jvp``: at 20 000 inputs one JVP
-costs 0.075 CPU s against 0.27 on the autograd path, so a 20 000-input run would cost an estimated
-6–8 CPU minutes, the whole added budget, not measured): three plateaus, at levels 0.0216, 0.0124,
-0.0073 (10–28% above the exact run's: the finite-N penalty), left at t = 1.17, 3.00, 5.53 (exact:
-1.41, 3.39, 5.16); seven phases varying by 28%, 43%, 68%, 47%, 69%, 48%, 74% (interiors 14%, –,
-33%, 18%, 9%, 15%, 45%): inconclusive on its own; ``loss_gap`` 0.029 (the sampled curve lies above the exact one by at most
-2.9% of the loss decrease; final losses 0.0037 against 0.0020). Quick profile's sampled twin: one
-plateau, in ≈ 5 CPU s.
+The sampled flow alone (2026-11-30, full profile, 20 000 inputs: 84 steps, 377 field evaluations,
+3 741 Jacobian-vector products, ≈ 335 s wall on one core while the other was busy; at 10 000 inputs it
+took 193 CPU s): three plateaus, at levels 0.0216, 0.0127, 0.0077 (10–35% above the exact run's: the
+finite-N penalty), left at t = 1.27, 2.90, 5.23 (exact: 1.41, 3.39, 5.16); seven phases varying by 30%,
+38%, 72%, 48%, 69%, 48%, 77% (interiors 12%, –, 30%, 11%, 7.9%, 15%, 39%): inconclusive on its own;
+``loss_gap`` 0.028 (the sampled curve lies above the exact one by at most 2.8% of the loss decrease;
+final losses 0.0037 against 0.0020; the run warns that its final loss's sampling error, 1.5e-5, is 0.39%
+of the loss, above the 0.1% it asks for). Quick profile's sampled twin: one plateau, in ≈ 5 CPU s.
 """
 
 from __future__ import annotations
@@ -134,8 +131,8 @@ TOLERANCES["loss_gap"] = Tolerance(rtol=0.2, atol=1e-3, bad="either")
 PAPER_PROBLEM = Path(landscape.__file__).parent / "examples" / "paper.toml"
 #: the paper's scenario on sampled prompts (N = 1000, Monte Carlo expectations): the sampled flow's problem.
 SAMPLED_PROBLEM = Path(landscape.__file__).parent / "examples" / "paper_sampled.toml"
-#: Monte Carlo inputs of the full profile's sampled flow (paper_sampled.toml ships 20 000; module docstring).
-SAMPLED_SAMPLES = 10_000
+#: Monte Carlo inputs of the full profile's sampled flow: paper_sampled.toml's 20 000.
+SAMPLED_SAMPLES = 20_000
 #: Monte Carlo inputs of the quick profile's sampled flow.
 QUICK_SAMPLES = 5000
 #: the quick profile's size (d, k, M), activation and horizon.
