@@ -182,11 +182,13 @@ seed = 7
 """
 
 
-@pytest.mark.parametrize("train_prompts", ["online", 40])
-def test_interrupted_prompts_run_resumes_bitwise(tmp_path, monkeypatch, train_prompts):
+@pytest.mark.parametrize(("train_prompts", "rate"), [("online", "2.0"), (40, "2.0"), (40, '"inf"')])
+def test_interrupted_prompts_run_resumes_bitwise(tmp_path, monkeypatch, train_prompts, rate):
     """An exception in step 13 (after the checkpoint of step 10), then ``resume``: final.npz, the trajectory
-    and the checkpoint are the bytes of an uninterrupted run (the generator's state is checkpointed)."""
-    body = PROBLEM_BODY + (f"train_prompts = {train_prompts}\n" if train_prompts != "online" else "")
+    and the checkpoint are the bytes of an uninterrupted run (the generator's state is checkpointed), also in
+    the two-timescale limit (``attention_rate = "inf"``, through the problem file and the run's config.toml)."""
+    body = PROBLEM_BODY.replace("attention_rate = 2.0", f"attention_rate = {rate}")
+    body += f"train_prompts = {train_prompts}\n" if train_prompts != "online" else ""
     problem = tmp_path / "p.toml"
     problem.write_text(ERF_TEACHER_TOML + body)
     assert train(problem, tmp_path / "reference").completed
@@ -207,6 +209,8 @@ def test_interrupted_prompts_run_resumes_bitwise(tmp_path, monkeypatch, train_pr
     assert resumed.completed and resumed.steps == 24 and resumed.evaluations == 14
     for name in ("final.npz", "trajectory.csv", "checkpoint.npz", "snapshots/step_00000020.npz"):
         assert (run / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    lag = read_trajectory(run)["gamma_distance"]
+    assert (np.max(lag) < 1e-12) == (rate == '"inf"'), lag  # the limit realises Γ*(µ) on every row, a finite rate lags
 
 
 def test_short_cli_run_writes_the_prompt_columns(tmp_path, capsys):
