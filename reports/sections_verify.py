@@ -20,7 +20,7 @@ from typing import Any
 
 from verification.records import ClaimResult, Metric
 
-from . import fig_points, fig_rates
+from . import fig_joint, fig_points, fig_rates
 from .document import Banner, Section, Table
 from .inputs import VerifyOutput, read_json
 from .numbers import format_number, format_uncertain
@@ -178,6 +178,21 @@ def _special_figures(claim_id: str, folder: Path, slug: str, section: Section) -
         )))
     if claim_id == "benign-landscape" and points.is_file():
         _guarded(section, points, lambda: _critical_point_figures(read_json(points), slug, section))
+    paper, small = folder / "paper_comparison.json", folder / "trajectories.json"
+    if claim_id == "joint-training" and paper.is_file():
+        _guarded(section, paper, lambda: section.figures.append(render_figure(
+            fig_joint.curves_figure(fig_joint.paper_curves(read_json(paper)), "The paper's sizes: joint SGD beside the flow"),
+            f"{slug}-paper", "L_N along the landscape flow (exact and sampled), the SGD run whose W realises Γ*(µ) after "
+            "every step, and the jointly trained model at each attention rate, from the whitened paper start.",
+            title=f"{claim_id}: {claim_id}/paper_comparison.json",
+        )))
+    if claim_id == "joint-training" and small.is_file():
+        _guarded(section, small, lambda: section.figures.append(render_figure(
+            fig_joint.curves_figure(fig_joint.small_curves(read_json(small)), "Small sizes: joint SGD beside the flow"),
+            f"{slug}-small", "L_N along the landscape flow (exact and sampled) and the jointly trained model at each setting "
+            "(first seed), with the frozen-W control.",
+            title=f"{claim_id}: {claim_id}/trajectories.json",
+        )))
 
 
 def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:

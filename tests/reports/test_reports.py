@@ -17,7 +17,7 @@ from landscape.cli import main
 from landscape.dynamics import Trajectory, read_trajectory
 from landscape.dynamics.rundir import COLUMNS
 from landscape.io.files import save_npz
-from reports import fig_points
+from reports import fig_joint, fig_points
 from reports.build import build_report
 from reports.inputs import read_verify
 from reports.markdown import md_escape
@@ -439,3 +439,47 @@ def test_report_command_draws_psi0_from_given_measure_and_problem(tmp_path):
     run = write_run(tmp_path / "run")
     assert main(["report", str(run), "--out", str(tmp_path / "c"), *args]) == 2
     assert not (tmp_path / "c").exists()
+
+
+def _joint_evidence(folder: Path, paper: object) -> None:
+    """A verify output with one joint-training record, its trajectories.json and ``paper`` as paper_comparison.json."""
+    t = np.linspace(0.0, 2.0, 41)
+
+    def run(scale: float, **extra) -> dict:
+        return {"time": t.tolist(), "loss": (0.05 + 0.1 * np.exp(-scale * t)).tolist(), "status": "completed", **extra}
+
+    record = {"id": "joint-training", "statement": "joint ≈ flow", "verdict": "inconclusive",
+              "metrics": {"paper_gap": {"value": 0.55, "uncertainty": 0.0, "description": "gap"}}, "threshold": "gap ≤ 0.2",
+              "evidence": ["joint-training/trajectories.json", "joint-training/paper_comparison.json"], "table": [], "seconds": 1.0}
+    results = {"schema": 2, "status": "pass", "regressions": [], "changes": [], "results": [record],
+               "provenance": {"command": "landscape verify", "profile": "full", "seconds": {"total": 1.0}}}
+    claim = folder / "joint-training"
+    claim.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    (claim / "trajectories.json").write_text(json.dumps({
+        "flow": run(3.0), "sampled_flow": run(2.9),
+        "joint": [run(2.0, attention_rate=r, batch=b, seed=s) for r, b in ((2.0, 32), (20.0, 512)) for s in (0, 1)],
+        "control": [run(1.5, attention_rate=0.0, batch=512, seed=s) for s in (0, 1)]}))
+    (claim / "paper_comparison.json").write_text(json.dumps(paper))
+
+
+def test_verify_report_draws_the_joint_training_curves(tmp_path):
+    """Both joint-training figures are drawn, with one line per curve (paper: two flows, the two-timescale run and each
+    setting; small: two flows, the first seed of each setting, the control); a malformed file becomes a note."""
+    t = np.linspace(0.0, 2.5, 51).tolist()
+    joint = [{"time": t, "loss": [0.1] * 51, "attention_rate": r, "learning_rate": 0.002} for r in (5.0, 20.0)]
+    paper = {"flow": {"time": t, "loss": [0.09] * 51}, "sampled_flow": {"time": t, "loss": [0.091] * 51},
+             "two_timescale": {"time": t, "loss": [0.095] * 51}, "joint": joint}
+    _joint_evidence(tmp_path / "good", paper)
+    build_report(tmp_path / "good", tmp_path / "good")
+    figures = {p.name for p in (tmp_path / "good" / "figures").iterdir()}
+    assert {"claim-joint-training-paper.png", "claim-joint-training-small.png"} <= figures
+    assert len(fig_joint.curves_figure(fig_joint.paper_curves(paper), "p").axes[0].lines) == 5
+    small = json.loads((tmp_path / "good" / "joint-training" / "trajectories.json").read_text())
+    assert [c.role for c in fig_joint.small_curves(small)] == ["flow", "sampled", "joint", "joint", "control"]
+    broken = {**paper, "two_timescale": {"time": t, "loss": [0.1] * 3}}
+    _joint_evidence(tmp_path / "bad", broken)
+    build_report(tmp_path / "bad", tmp_path / "bad")
+    assert "could not draw paper_comparison.json" in (tmp_path / "bad" / "index.html").read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="two lists of the same length"):
+        fig_joint.paper_curves(broken)

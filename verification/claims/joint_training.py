@@ -103,12 +103,13 @@ two-timescale run's own gap (the particles' SGD alone); the final ``L²(µ)`` di
 ``‖Γ(W_T) − Γ*(µ_T)‖_F`` at ``attention_rate`` 20; and each run's first plateau by the one phase rule
 (level and exit time; n/a where the rule finds none, or the run has not left it by the horizon).
 
-Measured (2026-11-30, full profile, ``--jobs 2``; the whole claim 770 s wall):
+Measured (2026-11-30, full profile, ``--jobs 2``; the whole claim 987 s wall):
 
-* **the particles' SGD follows the flow**: the two-timescale run's gap is 0.067 (0.066 to the sampled
-  flow; 0.059 on ``[0, 0.5]``). It lies a little above the flow on the first plateau and leaves it
-  later: at t = 2.5 it stands at 0.0210 against the flow's 0.0134, and the phase rule finds no plateau
-  in its noisy curve. With batch 128 (to t = 1, by hand) that gap was 0.016.
+* **the particles' SGD alone**: the two-timescale run's gap is 0.067 (0.066 to the sampled flow; 0.059
+  on ``[0, 0.5]``). It follows the first descent but settles 5–15% above the flow's first plateau and
+  has not left it by t = 2.5 (0.0210 against the flow's 0.0134); the phase rule finds no plateau in its
+  noisy curve. With batch 128 (to t = 1, by hand) that gap was 0.016, so the SGD noise of batch 32
+  holds the run above the plateau and delays its exit.
 * **the joint model lags in the first descent**: gap 0.42 at ``attention_rate`` 5 and 0.55 at 20 (to the
   sampled flow the same to 1e-4), lag behind the two-timescale run 0.38 and 0.51. The largest
   differences sit at t ≤ 0.2, where ``Γ*(µ_t)`` moves by its own size in 0.014 time units: at
@@ -119,8 +120,9 @@ Measured (2026-11-30, full profile, ``--jobs 2``; the whole claim 770 s wall):
   ``[0, 0.5]`` is 0.106, against 0.42 and 0.55 at step 0.002 (two-timescale: 0.059).
 * the flows: first plateau at 0.0215 in both, left at t = 1.41 (exact) and 1.39 (sampled).
 
-So at the paper's sizes the gap is the attention's lag in the first descent, not the particles' SGD,
-and it shrinks when the step allows a faster attention. Following the flow through the whole horizon
+So at the paper's sizes the largest part of the gap is the attention's lag in the first descent, and it
+shrinks when the step allows a faster attention; the particles' SGD at batch 32 adds a smaller gap and
+a later plateau exit, common to every SGD run. Following the flow through the whole horizon
 at step 0.0005 would take 5 000 steps per setting (≈ 20 CPU minutes), beyond the profile's budget, so
 the full profile's verdict stays **inconclusive**: the small-size trend passes, the paper-size runs at
 our affordable step do not agree (0.55), and the trend toward agreement is shown on the first descent only.
