@@ -178,21 +178,27 @@ def _special_figures(claim_id: str, folder: Path, slug: str, section: Section) -
         )))
     if claim_id == "benign-landscape" and points.is_file():
         _guarded(section, points, lambda: _critical_point_figures(read_json(points), slug, section))
-    paper, small = folder / "paper_comparison.json", folder / "trajectories.json"
-    if claim_id == "joint-training" and paper.is_file():
-        _guarded(section, paper, lambda: section.figures.append(render_figure(
-            fig_joint.curves_figure(fig_joint.paper_curves(read_json(paper)), "The paper's sizes: joint SGD beside the flow"),
-            f"{slug}-paper", "L_N along the landscape flow (exact and sampled), the SGD run whose W realises Γ*(µ) after "
-            "every step, and the jointly trained model at each attention rate, from the whitened paper start.",
-            title=f"{claim_id}: {claim_id}/paper_comparison.json",
-        )))
-    if claim_id == "joint-training" and small.is_file():
-        _guarded(section, small, lambda: section.figures.append(render_figure(
-            fig_joint.curves_figure(fig_joint.small_curves(read_json(small)), "Small sizes: joint SGD beside the flow"),
-            f"{slug}-small", "L_N along the landscape flow (exact and sampled) and the jointly trained model at each setting "
-            "(first seed), with the frozen-W control.",
-            title=f"{claim_id}: {claim_id}/trajectories.json",
-        )))
+    if claim_id == "joint-training":
+        for name, curves, title, caption in JOINT_FIGURES:
+            path = folder / name
+            if path.is_file():
+                figure = f"{slug}-{path.stem.split('_')[0]}"
+                _guarded(section, path, lambda: section.figures.append(render_figure(  # called within this iteration
+                    fig_joint.curves_figure(curves(read_json(path)), title), figure, caption,
+                    title=f"{claim_id}: {claim_id}/{path.name}",
+                )))
+
+
+#: the joint-training figures: (evidence file, its curves, figure title, caption); the figure is named after the file's
+#: first word (``paper``, ``trajectories``).
+JOINT_FIGURES = (
+    ("paper_comparison.json", fig_joint.paper_curves, "The paper's sizes: joint SGD beside the flow",
+     "L_N along the landscape flow (exact and sampled), the SGD run whose W realises Γ*(µ) after every step, and the "
+     "jointly trained model at each attention rate, from the whitened paper start."),
+    ("trajectories.json", fig_joint.small_curves, "Small sizes: joint SGD beside the flow",
+     "L_N along the landscape flow (exact and sampled) and the jointly trained model at each setting (first seed), with "
+     "the frozen-W control."),
+)
 
 
 def _critical_point_figures(raw: Any, slug: str, section: Section) -> None:

@@ -473,7 +473,7 @@ def test_verify_report_draws_the_joint_training_curves(tmp_path):
     _joint_evidence(tmp_path / "good", paper)
     build_report(tmp_path / "good", tmp_path / "good")
     figures = {p.name for p in (tmp_path / "good" / "figures").iterdir()}
-    assert {"claim-joint-training-paper.png", "claim-joint-training-small.png"} <= figures
+    assert {"claim-joint-training-paper.png", "claim-joint-training-trajectories.png"} <= figures
     assert len(fig_joint.curves_figure(fig_joint.paper_curves(paper), "p").axes[0].lines) == 5
     small = json.loads((tmp_path / "good" / "joint-training" / "trajectories.json").read_text())
     assert [c.role for c in fig_joint.small_curves(small)] == ["flow", "sampled", "joint", "joint", "control"]
