@@ -374,7 +374,7 @@ def parse_prompts(raw: dict[str, Any] | None, problem_length: float = math.inf) 
             raise ValueError(f"[prompts] train_prompts must be \"online\" or an integer ≥ batch, got {short(train_prompts)}.")
         train_prompts = integer(values, "prompts", "train_prompts", None, batch)
     attention_rate = values.get("attention_rate", PromptsConfig.attention_rate)
-    if attention_rate == "inf":
+    if attention_rate == "inf" or attention_rate == math.inf:  # the string, or TOML's inf
         attention_rate = math.inf
     elif isinstance(attention_rate, str):
         raise ValueError(f"[prompts] attention_rate must be a number ≥ 0 or \"inf\", got {short(attention_rate)}.")

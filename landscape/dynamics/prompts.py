@@ -335,10 +335,12 @@ class PromptTrainer:
         current neurons: the attention optimised instantly (float64 from the exact landscape, then the run's dtype).
 
         Raises:
-            _Stop: ``Σ_µµ`` singular (no ``Γ*``).
+            _Stop: non-finite neurons, or ``Σ_µµ`` singular (no ``Γ*``).
         """
         s = self.state
         a, w, p = (t.to(torch.float64) for t in (s.a, s.w, s.p))
+        if not bool(torch.isfinite(torch.cat([a.reshape(-1), w.reshape(-1)])).all()):
+            raise _Stop("nonfinite", "the parameters are no longer finite")
         try:
             with torch.no_grad():
                 gamma = self.landscape.gamma_star(a, w, p)

@@ -145,6 +145,7 @@ def test_prompts_tables_resolve_and_parse_back():
     limit = parse_prompts({"attention_rate": "inf"}, 9)
     assert math.isinf(limit.attention_rate) and prompts_table(limit)["attention_rate"] == "inf"
     assert parse_prompts(prompts_table(limit), 9) == limit
+    assert parse_prompts({"attention_rate": math.inf}, 9) == limit  # TOML's inf literal
     dyn = parse_dynamics({"scheme": "prompts", "record_every": 3})
     assert parse_dynamics(dyn.to_table()) == dyn and "steps" not in dyn.to_table()
     assert "scheme" not in parse_dynamics({}).to_table()  # a landscape run's config.toml is unchanged
@@ -330,3 +331,12 @@ def test_two_timescale_limit_realises_gamma_star_on_the_same_batches():
     gaps = [np.max(np.abs(run["loss"] - limit["loss"])) for run in (slow, fast)]
     assert gaps[1] < 0.5 * gaps[0], gaps  # can fail: a W update that ignores the rate
     assert np.max(fast["gamma_distance"]) > 1e-6  # a finite rate lags
+
+
+def test_two_timescale_limit_stops_as_data_on_non_finite_neurons():
+    """Non-finite neurons give the run's ``nonfinite`` status at the W update of the limit, not a LinAlgError."""
+    trainer = PromptTrainer.fresh(_spec(fourth=1000), _measure(), parse_prompts({"batch": 4, "attention_rate": "inf"}, 5), DYN)
+    trainer.state.a = trainer.state.a * math.nan
+    with pytest.raises(prompts_module._Stop, match="no longer finite") as stop:
+        trainer.two_timescale_attention(trainer.state.w_pv)
+    assert stop.value.status == "nonfinite"

@@ -214,15 +214,9 @@ TOLERANCES = {
     # and kernel switches change only rounding): all paper metrics moved by ≤ 3e-11 relative (paper_gap 0.55016761678
     # → 0.55016761676, the flow's plateau exit 1.40922114964 → 1.40922114966): 1 250 SGD steps and the adaptive flow
     # do not amplify rounding here, and these tolerances allow > 1e9x that spread.
-    "paper_gap": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_smallest_rate_gap": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_sampled_gap": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_attention_lag": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_smallest_rate_lag": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_two_timescale_gap": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_two_timescale_sampled_gap": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_two_timescale_early_gap": Tolerance(rtol=0.2, atol=1e-3),
-    "paper_final_distance": Tolerance(rtol=0.2, atol=1e-3),
+    **{f"paper_{name}": Tolerance(rtol=0.2, atol=1e-3) for name in (
+        "gap", "smallest_rate_gap", "sampled_gap", "attention_lag", "smallest_rate_lag", "two_timescale_gap",
+        "two_timescale_sampled_gap", "two_timescale_early_gap", "final_distance")},
     "paper_gamma_distance": Tolerance(rtol=0.5, atol=1e-2),
     "paper_finite_n_offset": Tolerance(rtol=0.5, atol=1e-3),
     "paper_sampled_offset": Tolerance(rtol=0.5, atol=1e-3),
